@@ -1,0 +1,58 @@
+"""The model-serving stack: validated settings in, composed infrastructure pieces out.
+
+Every piece lives in infra/ as one ComponentResource; this file only wires their outputs together.
+"""
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.autoscaling import Autoscaling
+from infra.cluster import Cluster
+from infra.loadbalancer import LoadBalancer
+from infra.logs import Logging
+from infra.network import Network
+from infra.registry import Registry
+from infra.service import Service
+from infra.settings import load_settings
+from infra.task import Task
+
+settings = load_settings()
+name = settings.name_prefix
+
+# Default tags reach every taggable resource, so cost and ownership reports need no per-resource tags.
+provider = aws.Provider("aws", region=aws.config.region,
+                        default_tags=aws.ProviderDefaultTagsArgs(tags=settings.tags))
+opts = pulumi.ResourceOptions(providers={"aws": provider})
+
+network = Network(name, settings, opts=opts)
+registry = Registry(name, settings, opts=opts)
+logs = Logging(name, settings, opts=opts)
+cluster = Cluster(name, settings, private_subnet_ids=network.private_subnet_ids,
+                  instance_security_group_id=network.instance_security_group.id, opts=opts)
+task = Task(name, settings, image=registry.repository_url.apply(settings.task.image.in_repository),
+            log_group_name=logs.log_group.name, opts=opts)
+load_balancer = LoadBalancer(name, settings, vpc_id=network.vpc_id, public_subnet_ids=network.public_subnet_ids,
+                             security_group_id=network.alb_security_group.id, opts=opts)
+service = Service(
+    name, settings,
+    cluster_arn=cluster.cluster.arn,
+    capacity_provider_name=cluster.capacity_provider.name,
+    task_definition_arn=task.task_definition.arn,
+    target_group_arn=load_balancer.target_group.arn,
+    private_subnet_ids=network.private_subnet_ids,
+    task_security_group_id=network.task_security_group.id,
+    depends_on=[cluster.capacity_providers, *load_balancer.listeners,
+                *task.execution_role_attachments, *task.task_role_attachments],
+    opts=opts,
+)
+Autoscaling(name, settings, cluster_name=cluster.cluster.name, service_name=service.service.name,
+            load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
+            target_group_arn_suffix=load_balancer.target_group.arn_suffix, opts=opts)
+
+pulumi.export("serviceUrl", load_balancer.url)
+pulumi.export("repositoryUrl", registry.repository_url)
+pulumi.export("clusterName", cluster.cluster.name)
+pulumi.export("serviceName", service.service.name)
+pulumi.export("autoScalingGroupName", cluster.auto_scaling_group.name)
+pulumi.export("capacityProviderName", cluster.capacity_provider.name)
+pulumi.export("logGroupName", logs.log_group.name)

@@ -1,0 +1,1 @@
+"""Infrastructure pieces of the model-serving stack, one ComponentResource per module."""

@@ -1,0 +1,66 @@
+"""Service autoscaling: target tracking on ALB requests per task (the signal for request serving) and CPU.
+
+Scale-out is quick and scale-in slow, so a burst does not make the service flap.
+"""
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.settings import Settings
+
+
+def request_count_label(load_balancer_arn_suffix: str, target_group_arn_suffix: str) -> str:
+    """ALBRequestCountPerTarget's resource label: `app/<lb>/<id>/targetgroup/<tg>/<id>`."""
+    return f"{load_balancer_arn_suffix}/{target_group_arn_suffix}"
+
+
+class Autoscaling(pulumi.ComponentResource):
+    target: aws.appautoscaling.Target
+    request_count_policy: aws.appautoscaling.Policy
+    cpu_policy: aws.appautoscaling.Policy
+
+    def __init__(self, name: str, settings: Settings, *, cluster_name: pulumi.Input[str],
+                 service_name: pulumi.Input[str], load_balancer_arn_suffix: pulumi.Input[str],
+                 target_group_arn_suffix: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("model-serving:infra:Autoscaling", name, None, opts)
+        scaling, svc = settings.scaling, settings.service
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.target = aws.appautoscaling.Target(
+            f"{name}-tasks",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", cluster_name, "/", service_name),
+            min_capacity=svc.min_tasks,
+            max_capacity=svc.max_tasks,
+            opts=child,
+        )
+
+        def tracking(suffix: str, metric: aws.appautoscaling.
+                     PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs,
+                     target_value: int) -> aws.appautoscaling.Policy:
+            return aws.appautoscaling.Policy(
+                f"{name}-{suffix}",
+                policy_type="TargetTrackingScaling",
+                service_namespace=self.target.service_namespace,
+                scalable_dimension=self.target.scalable_dimension,
+                resource_id=self.target.resource_id,
+                target_tracking_scaling_policy_configuration=aws.appautoscaling.
+                PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                    predefined_metric_specification=metric,
+                    target_value=target_value,
+                    scale_out_cooldown=scaling.scale_out_cooldown_seconds,
+                    scale_in_cooldown=scaling.scale_in_cooldown_seconds,
+                ),
+                opts=child,
+            )
+
+        metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
+        self.request_count_policy = tracking("requests", metric(
+            predefined_metric_type="ALBRequestCountPerTarget",
+            resource_label=pulumi.Output.all(load_balancer_arn_suffix, target_group_arn_suffix).apply(
+                lambda suffixes: request_count_label(*suffixes))),
+            scaling.requests_per_target_per_minute)
+        self.cpu_policy = tracking("cpu", metric(predefined_metric_type="ECSServiceAverageCPUUtilization"),
+                                   scaling.cpu_target_percent)
+        self.register_outputs({})

@@ -1,0 +1,68 @@
+"""Logging: the model server's CloudWatch log group, optionally encrypted with a rotated KMS key."""
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.settings import Settings
+
+
+def log_key_policy(partition: str, account_id: str, region: str) -> str:
+    """Account admins manage the key; CloudWatch Logs may use it only for this account's log groups."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministration",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchLogsEncryption",
+                "Effect": "Allow",
+                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                "Resource": "*",
+                "Condition": {"ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{region}:{account_id}:log-group:*"}},
+            },
+        ],
+    })
+
+
+class Logging(pulumi.ComponentResource):
+    key: aws.kms.Key | None
+    log_group: aws.cloudwatch.LogGroup
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("model-serving:infra:Logging", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+
+        self.key = None
+        if settings.task.log_kms_encryption:
+            identity = aws.get_caller_identity_output(opts=invoke)
+            policy = pulumi.Output.all(
+                aws.get_partition_output(opts=invoke).partition, identity.account_id,
+                aws.get_region_output(opts=invoke).region,
+            ).apply(lambda args: log_key_policy(*args))
+            self.key = aws.kms.Key(
+                f"{name}-logs",
+                description=f"Encrypts the model server logs of {settings.name_prefix}",
+                enable_key_rotation=True,
+                deletion_window_in_days=30 if settings.is_prod else 7,
+                policy=policy,
+                opts=child,
+            )
+
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}",
+            name_prefix=f"/ecs/{settings.name_prefix}/",
+            retention_in_days=settings.task.log_retention_days,
+            kms_key_id=self.key.arn if self.key else None,
+            opts=child,
+        )
+        self.register_outputs({"logGroupName": self.log_group.name})

@@ -1,0 +1,120 @@
+"""Network: a new VPC (or an existing one) and the security-group chain ALB -> tasks.
+
+Instances get no inbound rule at all (SSM replaces SSH); tasks accept the container port only from the
+ALB's group. Every rule is a standalone resource with a description, never an inline block, so no group
+mixes the two styles (they overwrite each other).
+"""
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_awsx as awsx
+
+from infra.settings import Settings
+
+HTTP_PORT = 80
+HTTPS_PORT = 443
+ANYWHERE = "0.0.0.0/0"
+
+
+class Network(pulumi.ComponentResource):
+    vpc: awsx.ec2.Vpc | None
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: pulumi.Output[Sequence[str]]
+    private_subnet_ids: pulumi.Output[Sequence[str]]
+    alb_security_group: aws.ec2.SecurityGroup
+    task_security_group: aws.ec2.SecurityGroup
+    instance_security_group: aws.ec2.SecurityGroup
+    ingress_rules: list[aws.vpc.SecurityGroupIngressRule]
+    egress_rules: list[aws.vpc.SecurityGroupEgressRule]
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("model-serving:infra:Network", name, None, opts)
+        net = settings.network
+        child = pulumi.ResourceOptions(parent=self)
+
+        if net.existing_vpc_id:
+            self.vpc = None
+            self.vpc_id = pulumi.Output.from_input(net.existing_vpc_id)
+            self.public_subnet_ids = pulumi.Output.from_input(list(net.existing_public_subnet_ids))
+            self.private_subnet_ids = pulumi.Output.from_input(list(net.existing_private_subnet_ids))
+        else:
+            self.vpc = awsx.ec2.Vpc(
+                f"{name}-vpc",
+                cidr_block=net.vpc_cidr,
+                number_of_availability_zones=net.availability_zone_count,
+                nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(
+                    strategy=awsx.ec2.NatGatewayStrategy(net.nat_gateways)),
+                subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
+                subnet_specs=[
+                    awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC),
+                    awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE),
+                ],
+                enable_dns_hostnames=True,
+                enable_dns_support=True,
+                opts=child,
+            )
+            self.vpc_id = self.vpc.vpc_id
+            self.public_subnet_ids = self.vpc.public_subnet_ids
+            self.private_subnet_ids = self.vpc.private_subnet_ids
+
+        def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
+            return aws.ec2.SecurityGroup(f"{name}-{suffix}", description=description, vpc_id=self.vpc_id,
+                                         tags={"Name": f"{settings.name_prefix}-{suffix}"}, opts=child)
+
+        self.alb_security_group = group("alb", "Load balancer: HTTP(S) from the allowed CIDRs")
+        self.task_security_group = group("tasks", "Model server tasks: container port from the load balancer")
+        self.instance_security_group = group("instances", "ECS container instances: no inbound, HTTPS out")
+
+        port = settings.task.port
+        listener_ports = [HTTP_PORT] + ([HTTPS_PORT] if settings.load_balancer.certificate_arn else [])
+        self.ingress_rules = [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-alb-in-{listener_port}-{index}",
+                security_group_id=self.alb_security_group.id,
+                description=f"Clients to the load balancer on {listener_port} from {cidr}",
+                ip_protocol="tcp", from_port=listener_port, to_port=listener_port, cidr_ipv4=cidr,
+                opts=child,
+            )
+            for listener_port in listener_ports
+            for index, cidr in enumerate(net.ingress_cidrs)
+        ]
+        self.ingress_rules.append(aws.vpc.SecurityGroupIngressRule(
+            f"{name}-tasks-in-from-alb",
+            security_group_id=self.task_security_group.id,
+            description=f"Load balancer to the model server on {port}",
+            ip_protocol="tcp", from_port=port, to_port=port,
+            referenced_security_group_id=self.alb_security_group.id,
+            opts=child,
+        ))
+        self.egress_rules = [
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-alb-out-to-tasks",
+                security_group_id=self.alb_security_group.id,
+                description=f"Load balancer to the model server tasks on {port} (traffic and health checks)",
+                ip_protocol="tcp", from_port=port, to_port=port,
+                referenced_security_group_id=self.task_security_group.id,
+                opts=child,
+            ),
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-tasks-out-https",
+                security_group_id=self.task_security_group.id,
+                description="Model server to AWS APIs over HTTPS through the NAT gateway",
+                ip_protocol="tcp", from_port=HTTPS_PORT, to_port=HTTPS_PORT, cidr_ipv4=ANYWHERE,
+                opts=child,
+            ),
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-instances-out-https",
+                security_group_id=self.instance_security_group.id,
+                description="ECS agent, image pulls (ECR, S3), logs and SSM over HTTPS through the NAT gateway",
+                ip_protocol="tcp", from_port=HTTPS_PORT, to_port=HTTPS_PORT, cidr_ipv4=ANYWHERE,
+                opts=child,
+            ),
+        ]
+
+        self.register_outputs({
+            "vpcId": self.vpc_id,
+            "publicSubnetIds": self.public_subnet_ids,
+            "privateSubnetIds": self.private_subnet_ids,
+        })

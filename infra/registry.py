@@ -1,0 +1,61 @@
+"""Registry: the stack's ECR repository and its lifecycle policy.
+
+prod-like stacks get immutable tags, and the repository is retained when the stack is destroyed
+(`retain_on_delete`): the images a running prod depends on outlive the service stack, and `pulumi destroy`
+still completes. dev repositories are deleted with their images (`force_delete`).
+"""
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.settings import Settings
+
+
+def lifecycle_policy(keep_tagged_images: int, untagged_expiry_days: int) -> str:
+    return json.dumps({
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"Expire untagged images after {untagged_expiry_days} days",
+                "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                              "countUnit": "days", "countNumber": untagged_expiry_days},
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": f"Keep the last {keep_tagged_images} tagged images",
+                "selection": {"tagStatus": "tagged", "tagPatternList": ["*"],
+                              "countType": "imageCountMoreThan", "countNumber": keep_tagged_images},
+                "action": {"type": "expire"},
+            },
+        ]
+    })
+
+
+class Registry(pulumi.ComponentResource):
+    repository: aws.ecr.Repository
+    lifecycle_policy: aws.ecr.LifecyclePolicy
+    repository_url: pulumi.Output[str]
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("model-serving:infra:Registry", name, None, opts)
+        prod = settings.is_prod
+
+        self.repository = aws.ecr.Repository(
+            f"{name}-repo",
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
+            image_tag_mutability="IMMUTABLE" if prod else "MUTABLE",
+            encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS")],
+            force_delete=not prod,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=prod),
+        )
+        self.lifecycle_policy = aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle",
+            repository=self.repository.name,
+            policy=lifecycle_policy(settings.registry.keep_tagged_images, settings.registry.untagged_expiry_days),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.repository_url = self.repository.repository_url
+        self.register_outputs({"repositoryUrl": self.repository_url})

@@ -1,0 +1,57 @@
+"""Service: the ECS service that keeps the model server running behind the target group.
+
+It places tasks only through the capacity-provider strategy (AWS refuses a launch type beside one) and
+depends on everything whose absence would break it: the cluster association of the capacity provider,
+the listeners (a target group without a load balancer cannot be attached) and the IAM role attachments
+(deleted first, they would leave the service hanging in DRAINING on destroy).
+"""
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.settings import Settings
+from infra.task import CONTAINER_NAME
+
+
+class Service(pulumi.ComponentResource):
+    service: aws.ecs.Service
+
+    def __init__(self, name: str, settings: Settings, *, cluster_arn: pulumi.Input[str],
+                 capacity_provider_name: pulumi.Input[str], task_definition_arn: pulumi.Input[str],
+                 target_group_arn: pulumi.Input[str], private_subnet_ids: pulumi.Input[Sequence[str]],
+                 task_security_group_id: pulumi.Input[str], depends_on: Sequence[pulumi.Resource],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("model-serving:infra:Service", name, None, opts)
+        svc = settings.service
+
+        self.service = aws.ecs.Service(
+            f"{name}",
+            cluster=cluster_arn,
+            task_definition=task_definition_arn,
+            desired_count=svc.desired_tasks,
+            capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
+                capacity_provider=capacity_provider_name, weight=1, base=0)],
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            deployment_minimum_healthy_percent=svc.deployment_minimum_healthy_percent,
+            deployment_maximum_percent=svc.deployment_maximum_percent,
+            health_check_grace_period_seconds=svc.health_check_grace_period_seconds,
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=private_subnet_ids, security_groups=[task_security_group_id], assign_public_ip=False),
+            load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
+                target_group_arn=target_group_arn, container_name=CONTAINER_NAME,
+                container_port=settings.task.port)],
+            ordered_placement_strategies=[
+                aws.ecs.ServiceOrderedPlacementStrategyArgs(type="spread", field="attribute:ecs.availability-zone"),
+                aws.ecs.ServiceOrderedPlacementStrategyArgs(type="binpack", field="memory"),
+            ],
+            availability_zone_rebalancing="ENABLED",
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            # Teardown: delete without first waiting for the service to scale to zero.
+            force_delete=True,
+            # Application Auto Scaling owns the running count after creation.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on), ignore_changes=["desiredCount"]),
+        )
+        self.register_outputs({"serviceName": self.service.name})

@@ -1,0 +1,207 @@
+"""Run the real `__main__.py` under Pulumi mocks and record every resource it registers.
+
+Config is assembled the way the Pulumi CLI does it: Pulumi.yaml's defaults, then the stack file (when the
+stack has one), then the test's overrides. Each recorded resource carries its inputs, the state the mock
+returned, its parent, its dependencies and its resource options.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.settings import ROOT, get_root_resource
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+AMI_ID = "ami-0123456789abcdef0"
+ELB_ACCOUNT_ARN = "arn:aws:iam::127311923021:root"
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    state: dict[str, Any]
+    parent: str
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    provider: str
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    ignore_changes: list[str]
+    remote: bool
+
+    def __getitem__(self, key: str) -> Any:
+        return self.inputs[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.inputs.get(key, default)
+
+
+@dataclass
+class StackRun:
+    stack: str
+    config: dict[str, str]
+    resources: list[Registered] = field(default_factory=list)
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str) -> Registered:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def depends_on(self, dependent: Registered, dependency: Registered) -> bool:
+        """True when `dependent` waits for `dependency`, explicitly or through an input."""
+        direct = set(dependent.dependencies)
+        for urns in dependent.property_dependencies.values():
+            direct.update(urns)
+        return dependency.urn in direct
+
+
+def _fake_arn(type_: str, name: str) -> str:
+    service = type_.split(":")[1].split("/", maxsplit=1)[0]
+    return f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{type_.rsplit(':', 1)[-1].lower()}/{name}"
+
+
+class _Mocks(mocks.Mocks):
+    def __init__(self, run: StackRun):
+        self.run = run
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == "awsx:ec2:Vpc":  # a remote component: its state is its outputs, not its inputs
+            return f"{args.name}-id", self._vpc(args.inputs)
+        state = dict(args.inputs)
+        physical = args.inputs.get("name") or f"{args.name}-mock"
+        state.setdefault("name", physical)
+        state.setdefault("arn", _fake_arn(args.typ, physical))
+        extra: dict[str, Any] = {  # type: ignore[assignment]
+            "aws:ecr/repository:Repository": lambda: {
+                "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{physical}"},
+            "aws:lb/loadBalancer:LoadBalancer": lambda: {
+                "arnSuffix": f"app/{physical}/50dc6c495c0c9188",
+                "dnsName": f"{physical}-1234567890.{REGION}.elb.amazonaws.com"},
+            "aws:lb/targetGroup:TargetGroup": lambda: {"arnSuffix": f"targetgroup/{physical}/73e2d6bc24d8a067"},
+            "aws:ec2/launchTemplate:LaunchTemplate": lambda: {"latestVersion": 1},
+            "aws:cloudwatch/logGroup:LogGroup": lambda: {
+                "name": args.inputs.get("namePrefix", "") + "20261122000000000000000001"},
+            "aws:s3/bucket:Bucket": lambda: {"bucket": physical, "arn": f"arn:aws:s3:::{physical}"},
+        }.get(args.typ, dict)()
+        state.update(extra)
+        return f"{args.name}-id", state
+
+    @staticmethod
+    def _vpc(inputs: Mapping[str, Any]) -> dict[str, Any]:
+        zones = int(inputs.get("numberOfAvailabilityZones", 3))
+        return {
+            "vpcId": "vpc-0123456789abcdef0",
+            "publicSubnetIds": [f"subnet-0public{i:010d}" for i in range(zones)],
+            "privateSubnetIds": [f"subnet-0privat{i:010d}" for i in range(zones)],
+        }
+
+    def call(self, args: mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        self.run.invokes.append((args.token, dict(args.args)))
+        results: dict[str, dict[str, Any]] = {
+            "aws:ssm/getParameter:getParameter": {"name": args.args.get("name"), "type": "String", "value": AMI_ID},
+            "aws:index/getRegion:getRegion": {"region": REGION, "name": REGION, "id": REGION},
+            "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": ACCOUNT_ID, "id": ACCOUNT_ID},
+            "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"},
+            "aws:elb/getServiceAccount:getServiceAccount": {"arn": ELB_ACCOUNT_ARN, "id": "127311923021"},
+        }
+        if args.token not in results:
+            raise NotImplementedError(f"the test mocks do not answer {args.token}")
+        return results[args.token]
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    """The SDK's mock monitor, keeping what it drops: parent, dependencies and resource options."""
+
+    def __init__(self, mocks_: _Mocks):
+        super().__init__(mocks_)
+        self.run = mocks_.run
+        self.run_mocks = mocks_
+        self.lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        _ensure_event_loop()
+        urn = self.make_urn(request.parent, request.type, request.name)
+        inputs = rpc.deserialize_properties(request.object)
+        id_, state = self.run_mocks.new_resource(mocks.MockResourceArgs(
+            typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
+            resource_id=request.importId, custom=request.custom or False))
+        with self.lock:
+            self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+            self.run.resources.append(Registered(
+                type=request.type, name=request.name, urn=urn, inputs=inputs, state=state, parent=request.parent,
+                dependencies=list(request.dependencies),
+                property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
+                provider=request.provider, protect=bool(request.protect), retain_on_delete=request.retainOnDelete,
+                delete_before_replace=request.deleteBeforeReplace, ignore_changes=list(request.ignoreChanges),
+                remote=request.remote))
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+
+def _config_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def stack_config(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> dict[str, str]:
+    """Full config map as the CLI would pass it: project defaults < stack file < overrides."""
+    schema = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["config"]
+    config = {f"{PROJECT}:{key}": _config_text(spec["default"]) for key, spec in schema.items() if "default" in spec}
+    stack_file = PROJECT_DIR / f"Pulumi.{stack}.yaml"
+    if use_stack_file and stack_file.exists():
+        for key, value in (yaml.safe_load(stack_file.read_text()).get("config") or {}).items():
+            config[key] = _config_text(value)
+    for key, value in (overrides or {}).items():
+        config[key if ":" in key else f"{PROJECT}:{key}"] = _config_text(value)
+    return config
+
+
+def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> StackRun:
+    """Run __main__.py for `stack` under mocks; raise what the program raises."""
+    run = StackRun(stack=stack, config=stack_config(stack, overrides, use_stack_file))
+    pulumi.runtime.set_all_config(run.config)
+    ROOT.set(None)
+    mocks_ = _Mocks(run)
+    mocks.set_mocks(mocks_, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(mocks_))
+
+    def program() -> None:
+        runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+
+    _sync_await(run_pulumi_func(program))
+    root = get_root_resource()
+    assert root is not None
+    run.outputs = {key: _sync_await(pulumi.Output.from_input(value).future())
+                   for key, value in getattr(root, "outputs", {}).items()}
+    return run
