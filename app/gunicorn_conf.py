@@ -1,0 +1,52 @@
+"""gunicorn settings for the model server: `gunicorn --config gunicorn_conf.py 'model_server.main:create_app()'`.
+
+gunicorn supervises one uvicorn worker process per vCPU (model_server/workers.py) and restarts any that dies.
+On SIGTERM it stops accepting connections, lets every worker finish its in-flight requests for up to
+GRACEFUL_TIMEOUT seconds, then exits; keep that below the task's containerStopTimeoutSeconds (ECS sends
+SIGKILL when that runs out). The server writes only under the temp directory (TMPDIR, default /tmp: the
+task's scratch volume), so it runs with a read-only root filesystem.
+
+Environment (all optional): PORT (8080), HOST (0.0.0.0), WEB_CONCURRENCY (workers), GRACEFUL_TIMEOUT (20 s),
+WORKER_TIMEOUT (60 s), KEEPALIVE_SECONDS (130 s: above the ALB idle timeout, or the ALB may reuse a
+connection the server is closing and answer 502), LOG_LEVEL (info), ACCESS_LOG (false),
+PROMETHEUS_MULTIPROC_DIR (default: a directory under the temp directory).
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from model_server.workers import worker_count
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8080'))}"
+workers = worker_count()
+worker_class = "uvicorn_worker.UvicornWorker"
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
+timeout = int(os.environ.get("WORKER_TIMEOUT", "60"))
+keepalive = int(os.environ.get("KEEPALIVE_SECONDS", "130"))
+loglevel = os.environ.get("LOG_LEVEL", "info")
+errorlog = "-"
+accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
+# Writable places only: the heartbeat files under the temp directory, and no control socket (gunicorn >= 25
+# would create $HOME/.gunicorn/gunicorn.ctl, which a read-only root filesystem refuses).
+worker_tmp_dir = tempfile.gettempdir()
+control_socket_disable = True
+
+# Set before any worker imports prometheus_client, so every worker writes its samples where /metrics reads.
+metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                                         str(Path(tempfile.gettempdir()) / "model-server-metrics")))
+
+
+def on_starting(server: Any) -> None:
+    # Samples of an earlier run in the same directory would be summed into this one's.
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    server.log.info("%d worker(s), graceful timeout %d s, metrics in %s", workers, graceful_timeout, metrics_dir)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess  # noqa: PLC0415 - only once a worker has run
+
+    multiprocess.mark_process_dead(worker.pid)

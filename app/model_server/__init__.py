@@ -1,0 +1,1 @@
+"""Reference model server: a scikit-learn model behind FastAPI, run by gunicorn with uvicorn workers."""
