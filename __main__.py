@@ -8,6 +8,7 @@ import pulumi_aws as aws
 
 from infra.autoscaling import Autoscaling
 from infra.cluster import Cluster
+from infra.image import Image
 from infra.loadbalancer import LoadBalancer
 from infra.logs import Logging
 from infra.network import Network
@@ -29,8 +30,10 @@ registry = Registry(name, settings, opts=opts)
 logs = Logging(name, settings, opts=opts)
 cluster = Cluster(name, settings, private_subnet_ids=network.private_subnet_ids,
                   instance_security_group_id=network.instance_security_group.id, opts=opts)
-task = Task(name, settings, image=registry.repository_url.apply(settings.task.image.in_repository),
-            log_group_name=logs.log_group.name, opts=opts)
+# imageBuild: build app/ and run the pushed digest; otherwise the configured tag, digest or URI.
+image = (Image(name, settings, repository=registry.repository, opts=opts).image_uri if settings.task.image_build
+         else registry.repository_url.apply(settings.task.image.in_repository))
+task = Task(name, settings, image=image, log_group_name=logs.log_group.name, opts=opts)
 load_balancer = LoadBalancer(name, settings, vpc_id=network.vpc_id, public_subnet_ids=network.public_subnet_ids,
                              security_group_id=network.alb_security_group.id, opts=opts)
 service = Service(
@@ -51,6 +54,7 @@ Autoscaling(name, settings, cluster_name=cluster.cluster.name, service_name=serv
 
 pulumi.export("serviceUrl", load_balancer.url)
 pulumi.export("repositoryUrl", registry.repository_url)
+pulumi.export("image", image)
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("serviceName", service.service.name)
 pulumi.export("autoScalingGroupName", cluster.auto_scaling_group.name)

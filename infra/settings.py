@@ -39,6 +39,8 @@ HTTP_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%-]{0,1023}$")
 MATCHER = re.compile(r"^[2-4][0-9]{2}((-|,)[2-4][0-9]{2})*$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+# The port the reference server built from app/ listens on unless PORT is set (app/Dockerfile).
+REFERENCE_IMAGE_PORT = 8080
 
 
 class SettingsError(pulumi.RunError):
@@ -105,6 +107,8 @@ class TaskSettings:
     stop_timeout_seconds: int
     log_retention_days: int
     log_kms_encryption: bool
+    # Build app/ and push it under the `image` tag (infra/image.py); False deploys `image` as given.
+    image_build: bool = False
 
 
 @dataclass(frozen=True)
@@ -330,6 +334,7 @@ def parse_settings(project: str, stack: str, raw: Mapping[str, Any],
         stop_timeout_seconds=r.integer("containerStopTimeoutSeconds", 2, 120),
         log_retention_days=r.integer("logRetentionDays", 1, 3653),
         log_kms_encryption=r.boolean("logKmsEncryption"),
+        image_build=r.boolean("imageBuild"),
     )
     load_balancer = LoadBalancerSettings(
         certificate_arn=r.string("certificateArn", lambda v: v == "" or bool(CERTIFICATE_ARN.match(v)),
@@ -414,6 +419,7 @@ def _check_consistency(r: _Reader, s: Settings) -> None:
                f"is {cap.max_instances}, so at most {per_instance * cap.max_instances} tasks fit")
 
     _check_network(r, net)
+    _check_image_build(r, task)
     if s.is_prod:
         _check_prod(r, s)
 
@@ -430,6 +436,19 @@ def _check_network(r: _Reader, net: NetworkSettings) -> None:
         r.fail("existingVpcId", "", "must be set when existing subnet IDs are given")
 
 
+def _check_image_build(r: _Reader, task: TaskSettings) -> None:
+    if not task.image_build:
+        return
+    if task.image.uri or task.image.reference.startswith("sha256:"):
+        r.fail("image", task.image.uri or task.image.reference,
+               "must be a tag when imageBuild is true: the stack pushes its build of app/ under this tag; "
+               "set imageBuild false to deploy an existing image by digest or URI")
+    if task.port != REFERENCE_IMAGE_PORT and ("PORT", str(task.port)) not in task.environment:
+        r.fail("containerPort", task.port,
+               f"must be {REFERENCE_IMAGE_PORT} with imageBuild true, the port the image built from app/ listens "
+               f"on, unless containerEnvironment sets PORT={task.port}")
+
+
 def _check_prod(r: _Reader, s: Settings) -> None:
     why = "environmentClass prod"
     if s.network.existing_vpc_id and len(s.network.existing_private_subnet_ids) < 2:
@@ -440,6 +459,10 @@ def _check_prod(r: _Reader, s: Settings) -> None:
     if s.capacity.min_instances < 2:
         r.fail("instanceMinCount", s.capacity.min_instances,
                f"must be at least 2 with {why}, so the tasks are spread over two instances")
+    if s.task.image_build:
+        r.fail("imageBuild", True, f"must be false with {why}: deploy an image promoted from dev with "
+               "tools/promote_image.py; a build from a working copy is untested, and an immutable tag cannot "
+               "be pushed again when the code changes")
     if s.task.image.reference == "latest":
         r.fail("image", "latest", f"must be a version tag or digest with {why}: its tags are immutable, "
                "so 'latest' could be pushed only once")

@@ -7,6 +7,7 @@ returned, its parent, its dependencies and its resource options.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import runpy
 import threading
@@ -29,6 +30,12 @@ ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 AMI_ID = "ami-0123456789abcdef0"
 ELB_ACCOUNT_ARN = "arn:aws:iam::127311923021:root"
+ECR_PASSWORD = "mock-ecr-password"
+
+
+def image_digest(name: str) -> str:
+    """The digest the mocked docker-build provider reports for a pushed image."""
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
 
 
 @dataclass
@@ -100,7 +107,7 @@ class _Mocks(mocks.Mocks):
         state.setdefault("arn", _fake_arn(args.typ, physical))
         extra: dict[str, Any] = {  # type: ignore[assignment]
             "aws:ecr/repository:Repository": lambda: {
-                "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{physical}"},
+                "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{physical}", "registryId": ACCOUNT_ID},
             "aws:lb/loadBalancer:LoadBalancer": lambda: {
                 "arnSuffix": f"app/{physical}/50dc6c495c0c9188",
                 "dnsName": f"{physical}-1234567890.{REGION}.elb.amazonaws.com"},
@@ -109,6 +116,8 @@ class _Mocks(mocks.Mocks):
             "aws:cloudwatch/logGroup:LogGroup": lambda: {
                 "name": args.inputs.get("namePrefix", "") + "20261122000000000000000001"},
             "aws:s3/bucket:Bucket": lambda: {"bucket": physical, "arn": f"arn:aws:s3:::{physical}"},
+            "docker-build:index:Image": lambda: {"digest": image_digest(args.name),
+                                                 "ref": f"{args.inputs['tags'][0]}@{image_digest(args.name)}"},
         }.get(args.typ, dict)()
         state.update(extra)
         return f"{args.name}-id", state
@@ -130,6 +139,10 @@ class _Mocks(mocks.Mocks):
             "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": ACCOUNT_ID, "id": ACCOUNT_ID},
             "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"},
             "aws:elb/getServiceAccount:getServiceAccount": {"arn": ELB_ACCOUNT_ARN, "id": "127311923021"},
+            "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
+                "userName": "AWS", "password": ECR_PASSWORD, "authorizationToken": "QVdTOm1vY2s=",
+                "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com",
+                "expiresAt": "2026-11-22T12:00:00Z", "id": ACCOUNT_ID},
         }
         if args.token not in results:
             raise NotImplementedError(f"the test mocks do not answer {args.token}")

@@ -1,0 +1,54 @@
+"""Image: builds the reference model server in app/ and pushes it to the stack's ECR repository.
+
+Used when `imageBuild` is true (dev's default). The docker-build provider (BuildKit through `docker buildx`)
+builds app/Dockerfile for linux/amd64, the architecture of every instance type in infra/instance_types.py,
+and pushes it under the `image` tag, logged in with a short-lived ECR token. The task runs the pushed image
+by digest (`<repository>@sha256:...`), so a build that changes the image changes the task definition and
+ECS rolls out a new revision; an unchanged build context is not rebuilt.
+"""
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker_build as docker_build
+
+from infra.settings import Settings
+
+# Relative to the project directory, where Pulumi runs the program: the same path on every machine, so the
+# inputs (and the diff) do not change with the checkout's location.
+BUILD_CONTEXT = "app"
+DOCKERFILE = f"{BUILD_CONTEXT}/Dockerfile"
+PLATFORM = docker_build.Platform.LINUX_AMD64
+
+
+def registry_address(repository_url: str) -> str:
+    """`123456789012.dkr.ecr.us-east-1.amazonaws.com/name` -> the registry host to log in to."""
+    return repository_url.split("/", 1)[0]
+
+
+class Image(pulumi.ComponentResource):
+    image: docker_build.Image
+    image_uri: pulumi.Output[str]
+
+    def __init__(self, name: str, settings: Settings, *, repository: aws.ecr.Repository,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("model-serving:infra:Image", name, None, opts)
+        tag = settings.task.image.reference
+        token = aws.ecr.get_authorization_token_output(registry_id=repository.registry_id,
+                                                       opts=pulumi.InvokeOutputOptions(parent=self))
+
+        self.image = docker_build.Image(
+            f"{name}-image",
+            context=docker_build.BuildContextArgs(location=BUILD_CONTEXT),
+            dockerfile=docker_build.DockerfileArgs(location=DOCKERFILE),
+            platforms=[PLATFORM],
+            tags=[repository.repository_url.apply(lambda url: f"{url}:{tag}")],
+            push=True,
+            registries=[docker_build.RegistryArgs(
+                address=repository.repository_url.apply(registry_address),
+                username=token.user_name,
+                password=pulumi.Output.secret(token.password),
+            )],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.image_uri = pulumi.Output.concat(repository.repository_url, "@", self.image.digest)
+        self.register_outputs({"imageUri": self.image_uri})
