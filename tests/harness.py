@@ -191,10 +191,25 @@ def stack_config(stack: str, overrides: Mapping[str, Any] | None = None, use_sta
 def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> StackRun:
     """Run __main__.py for `stack` under mocks; raise what the program raises."""
     run = StackRun(stack=stack, config=stack_config(stack, overrides, use_stack_file))
+    _execute(run)
+    return run
+
+
+def run_stack_expecting_error(stack: str, overrides: Mapping[str, Any]) -> tuple[StackRun, BaseException]:
+    """Run a program that must fail; return what it registered before failing, and the error."""
+    run = StackRun(stack=stack, config=stack_config(stack, overrides))
+    try:
+        _execute(run)
+    except Exception as error:
+        return run, error
+    raise AssertionError(f"stack {stack} with {dict(overrides)} did not fail")
+
+
+def _execute(run: StackRun) -> None:
     pulumi.runtime.set_all_config(run.config)
     ROOT.set(None)
     mocks_ = _Mocks(run)
-    mocks.set_mocks(mocks_, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(mocks_))
+    mocks.set_mocks(mocks_, project=PROJECT, stack=run.stack, preview=False, monitor=_RecordingMonitor(mocks_))
 
     def program() -> None:
         runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
@@ -204,4 +219,3 @@ def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_
     assert root is not None
     run.outputs = {key: _sync_await(pulumi.Output.from_input(value).future())
                    for key, value in getattr(root, "outputs", {}).items()}
-    return run
