@@ -7,6 +7,7 @@ message naming each bad key, its value and what is allowed - before any resource
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -171,9 +172,10 @@ class Settings:
                 "managed-by": "pulumi"}
 
 
+@functools.cache
 def project_schema(path: Path = PROJECT_FILE) -> dict[str, dict[str, Any]]:
     """The `config:` block of Pulumi.yaml: key -> {type, description, default}."""
-    config = yaml.safe_load(path.read_text())["config"]
+    config = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["config"]
     # Keys with a namespace (aws:region) set provider values; only bare keys are this project's settings.
     return {key: spec for key, spec in config.items() if ":" not in key}
 
