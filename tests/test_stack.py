@@ -68,8 +68,8 @@ def test_a_stack_without_a_stack_file_runs_on_the_defaults() -> None:
 
 
 def test_a_prod_like_staging_stack_is_chosen_by_setting_not_by_name() -> None:
-    prod_like = {"environmentClass": "prod", "image": "v2.0.0", "minTaskCount": 2, "desiredTaskCount": 2,
-                 "instanceMinCount": 2}
+    prod_like = {"environmentClass": "prod", "image": "v2.0.0", "imageBuild": False, "minTaskCount": 2,
+                 "desiredTaskCount": 2, "instanceMinCount": 2}
     staging = run_stack("staging", overrides=prod_like, use_stack_file=False)
     assert staging.one("aws:lb/loadBalancer:LoadBalancer")["enableDeletionProtection"] is True
     assert staging.one("aws:ecr/repository:Repository")["imageTagMutability"] == "IMMUTABLE"

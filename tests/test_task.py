@@ -34,23 +34,27 @@ def test_task_definition_is_ec2_awsvpc_sized_by_config(stack: str, cpu: str, mem
     assert (task["cpu"], task["memory"]) == (cpu, memory)
 
 
-def test_image_is_a_tag_in_the_stacks_own_repository(dev: StackRun, prod: StackRun) -> None:
+def test_image_is_a_tag_in_the_stacks_own_repository(prod: StackRun) -> None:
+    # dev builds app/ and runs the pushed digest by default (tests/test_image_stack.py).
+    dev = run_stack("dev", overrides={"imageBuild": False})
     for run, tag in ((dev, "latest"), (prod, "v1.0.0")):
         assert container(run)["image"] == f"{run.outputs['repositoryUrl']}:{tag}"
 
 
 def test_image_may_be_a_digest_in_the_repository_or_a_full_uri() -> None:
     digest = "sha256:" + "ab" * 32
-    assert container(run_stack("dev", overrides={"image": digest}))["image"].endswith(f"-repo-mock@{digest}")
+    assert container(run_stack("dev", overrides={"imageBuild": False, "image": digest}))["image"].endswith(
+        f"-repo-mock@{digest}")
     uri = "public.ecr.aws/acme/model-server:1.4.2"
-    assert container(run_stack("dev", overrides={"image": uri}))["image"] == uri
+    assert container(run_stack("dev", overrides={"imageBuild": False, "image": uri}))["image"] == uri
 
 
 def test_container_serves_the_configured_port_with_a_health_check(run: StackRun) -> None:
     c = container(run)
     assert c["portMappings"] == [{"name": "http", "containerPort": 8080, "protocol": "tcp", "appProtocol": "http"}]
     check = c["healthCheck"]
-    assert check["command"] == ["CMD-SHELL", "curl -fsS http://localhost:8080/health || exit 1"]
+    assert check["command"] == ["CMD-SHELL", "python -c \"import urllib.request; "
+                                "urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)\" || exit 1"]
     assert check["startPeriod"] == {"dev": 60, "prod": 120}[run.stack]
     assert c["stopTimeout"] == {"dev": 30, "prod": 60}[run.stack]
 
