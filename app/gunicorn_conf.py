@@ -37,12 +37,17 @@ control_socket_disable = True
 # Set before any worker imports prometheus_client, so every worker writes its samples where /metrics reads.
 metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                                          str(Path(tempfile.gettempdir()) / "model-server-metrics")))
+# Each worker marks itself ready here once its model has loaded; /health is 200 only when all have.
+ready_dir = Path(tempfile.gettempdir()) / "model-server-ready"
+os.environ["MODEL_SERVER_READY_DIR"] = str(ready_dir)
+os.environ["MODEL_SERVER_WORKERS"] = str(workers)
 
 
 def on_starting(server: Any) -> None:
-    # Samples of an earlier run in the same directory would be summed into this one's.
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    # Files of an earlier run in the same directories would be counted in this one.
+    for directory in (metrics_dir, ready_dir):
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
     server.log.info("%d worker(s), graceful timeout %d s, metrics in %s", workers, graceful_timeout, metrics_dir)
 
 
@@ -50,3 +55,4 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess  # noqa: PLC0415 - only once a worker has run
 
     multiprocess.mark_process_dead(worker.pid)
+    (ready_dir / str(worker.pid)).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import http.server
 import io
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from tools.promote_image import OCI_INDEX, OCI_MANIFEST, PromotionError, Reposit
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 DEV, PROD = "model-serving-dev-repo", "model-serving-prod-repo"
+_numbers = itertools.count()
 
 
 def sha256(data: bytes) -> str:
@@ -28,12 +30,14 @@ def sha256(data: bytes) -> str:
 
 
 class Registry:
-    """moto's ECR with two repositories, and the blob bytes a real ECR would serve from S3."""
+    """moto's ECR with a fresh pair of repositories, and the blob bytes a real ECR would serve from S3."""
 
-    def __init__(self) -> None:
-        self.client = boto3.client("ecr", region_name=REGION)
-        self.client.create_repository(repositoryName=DEV, imageTagMutability="MUTABLE")
-        self.client.create_repository(repositoryName=PROD, imageTagMutability="IMMUTABLE")
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        number = next(_numbers)
+        self.dev, self.prod = f"{DEV}-{number}", f"{PROD}-{number}"
+        self.client.create_repository(repositoryName=self.dev, imageTagMutability="MUTABLE")
+        self.client.create_repository(repositoryName=self.prod, imageTagMutability="IMMUTABLE")
         self.blobs: dict[str, bytes] = {}
         self.fetched: list[str] = []
 
@@ -66,7 +70,7 @@ class Registry:
         return digest
 
     def open_blob(self, repository: Repository, digest: str) -> contextlib.AbstractContextManager[IO[bytes]]:
-        assert repository.name == DEV, "blobs are read from the source only"
+        assert repository.name == self.dev, "blobs are read from the source only"
         self.fetched.append(digest)
         return contextlib.nullcontext(io.BytesIO(self.blobs[digest]))
 
@@ -79,14 +83,21 @@ class Registry:
         return not layers["failures"] and all(x["layerAvailability"] == "AVAILABLE" for x in layers["layers"])
 
 
+@pytest.fixture(scope="module")
+def ecr_client() -> Iterator[Any]:
+    """One moto session for the module (starting moto is the slow part); each test gets its own repositories."""
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            env.setenv(name, "testing")
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        env.delenv("AWS_PROFILE", raising=False)
+        with mock_aws():
+            yield boto3.client("ecr", region_name=REGION)
+
+
 @pytest.fixture
-def ecr(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield Registry()
+def ecr(ecr_client: Any) -> Registry:
+    return Registry(ecr_client)
 
 
 class Recording:
@@ -105,127 +116,129 @@ class Recording:
 
 
 def test_promotes_the_image_by_digest_keeping_the_tag(ecr: Registry) -> None:
-    digest, manifest = ecr.push(DEV, "v1.2.0", [b"base layer", b"app layer"])
+    digest, manifest = ecr.push(ecr.dev, "v1.2.0", [b"base layer", b"app layer"])
     prod = Recording(ecr.client)
 
-    result = promote(ecr.repo(DEV), Repository(prod, PROD), "v1.2.0", open_blob=ecr.open_blob)
+    result = promote(ecr.repo(ecr.dev), Repository(prod, ecr.prod), "v1.2.0", open_blob=ecr.open_blob)
 
-    assert prod.puts == [{"repositoryName": PROD, "imageManifest": manifest, "imageManifestMediaType": OCI_MANIFEST,
-                          "imageDigest": digest, "imageTag": "v1.2.0"}]
+    assert prod.puts == [{"repositoryName": ecr.prod, "imageManifest": manifest,
+                          "imageManifestMediaType": OCI_MANIFEST, "imageDigest": digest, "imageTag": "v1.2.0"}]
 
     assert (result.status, result.digest, result.tag) == ("promoted", digest, "v1.2.0")
     assert (result.blobs_copied, result.blobs_present) == (3, 0)  # config + two layers
-    promoted = ecr.image(PROD, {"imageTag": "v1.2.0"})
+    promoted = ecr.image(ecr.prod, {"imageTag": "v1.2.0"})
     assert promoted is not None
     assert promoted["imageId"]["imageDigest"] == digest
     assert promoted["imageManifest"] == manifest  # byte for byte, so the digest is the same image
     document = json.loads(manifest)
-    assert ecr.available(PROD, [document["config"]["digest"], *(layer["digest"] for layer in document["layers"])])
-    assert ecr.image(PROD, {"imageDigest": digest}) is not None
+    blobs = [document["config"]["digest"], *(layer["digest"] for layer in document["layers"])]
+    assert ecr.available(ecr.prod, blobs)
+    assert ecr.image(ecr.prod, {"imageDigest": digest}) is not None
 
 
 def test_promoting_again_is_a_no_op(ecr: Registry) -> None:
-    ecr.push(DEV, "v1.2.0", [b"layer"])
-    promote(ecr.repo(DEV), ecr.repo(PROD), "v1.2.0", open_blob=ecr.open_blob)
+    ecr.push(ecr.dev, "v1.2.0", [b"layer"])
+    promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v1.2.0", open_blob=ecr.open_blob)
     ecr.fetched.clear()
 
-    again = promote(ecr.repo(DEV), ecr.repo(PROD), "v1.2.0", open_blob=ecr.open_blob)
+    again = promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v1.2.0", open_blob=ecr.open_blob)
 
     assert again.status == "unchanged"
     assert ecr.fetched == []
 
 
 def test_only_blobs_missing_in_the_destination_are_copied(ecr: Registry) -> None:
-    ecr.push(PROD, "v1.0.0", [b"shared base layer"])
-    _, manifest = ecr.push(DEV, "v1.1.0", [b"shared base layer", b"new app layer"])
+    ecr.push(ecr.prod, "v1.0.0", [b"shared base layer"])
+    _, manifest = ecr.push(ecr.dev, "v1.1.0", [b"shared base layer", b"new app layer"])
 
-    result = promote(ecr.repo(DEV), ecr.repo(PROD), "v1.1.0", open_blob=ecr.open_blob)
+    result = promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v1.1.0", open_blob=ecr.open_blob)
 
     assert (result.blobs_copied, result.blobs_present) == (1, 2)  # config and base layer are already there
     assert ecr.fetched == [json.loads(manifest)["layers"][1]["digest"]]
 
 
 def test_refuses_to_move_an_existing_tag(ecr: Registry) -> None:
-    old, _ = ecr.push(PROD, "v1.2.0", [b"what prod runs"])
-    ecr.push(DEV, "v1.2.0", [b"something else"])
+    old, _ = ecr.push(ecr.prod, "v1.2.0", [b"what prod runs"])
+    ecr.push(ecr.dev, "v1.2.0", [b"something else"])
 
     with pytest.raises(PromotionError, match=r"already has the tag v1\.2\.0 on sha256:.*never moves a tag"):
-        promote(ecr.repo(DEV), ecr.repo(PROD), "v1.2.0", open_blob=ecr.open_blob)
+        promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v1.2.0", open_blob=ecr.open_blob)
 
-    still = ecr.image(PROD, {"imageTag": "v1.2.0"})
+    still = ecr.image(ecr.prod, {"imageTag": "v1.2.0"})
     assert still is not None and still["imageId"]["imageDigest"] == old
     assert ecr.fetched == []
 
 
 def test_refuses_a_missing_source_image(ecr: Registry) -> None:
-    with pytest.raises(PromotionError, match=f"{DEV} has no image tagged v9.9.9"):
-        promote(ecr.repo(DEV), ecr.repo(PROD), "v9.9.9", open_blob=ecr.open_blob)
+    with pytest.raises(PromotionError, match=f"{ecr.dev} has no image tagged v9.9.9"):
+        promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v9.9.9", open_blob=ecr.open_blob)
     missing = "sha256:" + "0" * 64
-    with pytest.raises(PromotionError, match=f"{DEV} has no image {missing}"):
-        promote(ecr.repo(DEV), ecr.repo(PROD), "v9.9.9", digest=missing, open_blob=ecr.open_blob)
-    assert ecr.client.describe_images(repositoryName=PROD)["imageDetails"] == []
+    with pytest.raises(PromotionError, match=f"{ecr.dev} has no image {missing}"):
+        promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v9.9.9", digest=missing, open_blob=ecr.open_blob)
+    assert ecr.client.describe_images(repositoryName=ecr.prod)["imageDetails"] == []
 
 
 def test_a_digest_is_promoted_under_the_given_tag(ecr: Registry) -> None:
-    digest, _ = ecr.push(DEV, "latest", [b"layer"])
+    digest, _ = ecr.push(ecr.dev, "latest", [b"layer"])
 
-    result = promote(ecr.repo(DEV), ecr.repo(PROD), "v2.0.0", digest=digest, open_blob=ecr.open_blob)
+    result = promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v2.0.0", digest=digest, open_blob=ecr.open_blob)
 
     assert result.status == "promoted"
-    promoted = ecr.image(PROD, {"imageTag": "v2.0.0"})
+    promoted = ecr.image(ecr.prod, {"imageTag": "v2.0.0"})
     assert promoted is not None and promoted["imageId"]["imageDigest"] == digest
 
 
 def test_a_digest_that_the_source_tag_does_not_name_is_refused(ecr: Registry) -> None:
-    first, _ = ecr.push(DEV, None, [b"first"])
-    ecr.push(DEV, "v3.0.0", [b"second"])
+    first, _ = ecr.push(ecr.dev, None, [b"first"])
+    ecr.push(ecr.dev, "v3.0.0", [b"second"])
     with pytest.raises(PromotionError, match=r"has the tag v3\.0\.0 on .* not on"):
-        promote(ecr.repo(DEV), ecr.repo(PROD), "v3.0.0", digest=first, open_blob=ecr.open_blob)
+        promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v3.0.0", digest=first, open_blob=ecr.open_blob)
 
 
 def test_a_multi_platform_index_is_copied_with_its_manifests(ecr: Registry) -> None:
-    child_digest, child = ecr.push(DEV, None, [b"amd64 layer"])
+    child_digest, child = ecr.push(ecr.dev, None, [b"amd64 layer"])
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": child_digest, "size": len(child),
          "platform": {"architecture": "amd64", "os": "linux"}}]})
-    index_digest = ecr.put(DEV, "v4.0.0", index, OCI_INDEX)
+    index_digest = ecr.put(ecr.dev, "v4.0.0", index, OCI_INDEX)
 
-    result = promote(ecr.repo(DEV), ecr.repo(PROD), "v4.0.0", open_blob=ecr.open_blob)
+    result = promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v4.0.0", open_blob=ecr.open_blob)
 
     assert result.digest == index_digest and result.blobs_copied == 2
-    promoted = ecr.image(PROD, {"imageTag": "v4.0.0"})
+    promoted = ecr.image(ecr.prod, {"imageTag": "v4.0.0"})
     assert promoted is not None and promoted["imageManifest"] == index
-    copied_child = ecr.image(PROD, {"imageDigest": child_digest})
+    copied_child = ecr.image(ecr.prod, {"imageDigest": child_digest})
     assert copied_child is not None and copied_child["imageManifest"] == child
 
 
 def test_a_blob_that_does_not_match_its_digest_stops_the_promotion(ecr: Registry) -> None:
-    ecr.push(DEV, "v5.0.0", [b"layer"])
+    ecr.push(ecr.dev, "v5.0.0", [b"layer"])
 
     def corrupt(repository: Repository, digest: str) -> contextlib.AbstractContextManager[IO[bytes]]:
         return contextlib.nullcontext(io.BytesIO(b"not the layer"))
 
     with pytest.raises(PromotionError, match="hashes to"):
-        promote(ecr.repo(DEV), ecr.repo(PROD), "v5.0.0", open_blob=corrupt)
-    assert ecr.image(PROD, {"imageTag": "v5.0.0"}) is None
+        promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "v5.0.0", open_blob=corrupt)
+    assert ecr.image(ecr.prod, {"imageTag": "v5.0.0"}) is None
 
 
 def test_command_line_takes_repository_urls_and_exits_non_zero_when_refused(
         ecr: Registry, capsys: pytest.CaptureFixture[str]) -> None:
-    ecr.push(DEV, "v1.0.0", [b"layer"])
+    ecr.push(ecr.dev, "v1.0.0", [b"layer"])
     url = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
-    arguments = ["--source", f"{url}/{DEV}", "--destination", f"{url}/{PROD}", "--tag", "v1.0.0"]
+    arguments = ["--source", f"{url}/{ecr.dev}", "--destination", f"{url}/{ecr.prod}", "--tag", "v1.0.0"]
 
     assert promote_image.main(arguments, open_blob=ecr.open_blob) == 0
     assert "promoted" in capsys.readouterr().out
     assert promote_image.main(arguments, open_blob=ecr.open_blob) == 0
     assert "nothing to do" in capsys.readouterr().out
 
-    ecr.push(DEV, "v1.0.1", [b"other layer"])
-    ecr.push(PROD, "v1.0.1", [b"prod layer"])
+    ecr.push(ecr.dev, "v1.0.1", [b"other layer"])
+    ecr.push(ecr.prod, "v1.0.1", [b"prod layer"])
     assert promote_image.main([*arguments[:-1], "v1.0.1"], open_blob=ecr.open_blob) == 1
     assert "refused" in capsys.readouterr().err
-    assert promote_image.main([*arguments[:-1], "no such tag!"], open_blob=ecr.open_blob) == 1
+    with pytest.raises(PromotionError, match="not a valid image tag"):
+        promote(ecr.repo(ecr.dev), ecr.repo(ecr.prod), "no such tag!", open_blob=ecr.open_blob)
 
 
 def test_blobs_are_streamed_from_the_presigned_download_url() -> None:
@@ -242,7 +255,7 @@ def test_blobs_are_streamed_from_the_presigned_download_url() -> None:
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
 
     class FakeEcr:

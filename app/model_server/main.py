@@ -2,9 +2,13 @@
 
 The model loads in a background thread once the process starts serving, so /health can answer 503 while it
 loads and 200 once it has loaded (the ALB and container health checks route traffic only to a loaded task).
+Under gunicorn each worker loads its own copy, and /health answers for the whole task: 200 only when every
+worker has loaded (each marks itself ready in a shared directory on the scratch volume). A request that
+reaches a worker still loading (one gunicorn just restarted) waits for the model, up to PREDICT_WAIT_SECONDS.
+
 POST /predict reads a bounded JSON body, validates it with pydantic and answers every client mistake with a
 4xx and a message saying what is wrong: 400 malformed JSON, 413 body too large, 415 not JSON, 422 valid JSON
-of the wrong shape; 503 while the model is not loaded.
+of the wrong shape; 503 when the model is not loaded (yet, or at all).
 
 gunicorn starts it with `model_server.main:create_app()` (see gunicorn_conf.py).
 """
@@ -12,6 +16,7 @@ gunicorn starts it with `model_server.main:create_app()` (see gunicorn_conf.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -35,6 +40,9 @@ MAX_INSTANCES = 1000
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: 1000 rows of a few features fit many times over
 MAX_LISTED_ERRORS = 10
 RETRY_AFTER_SECONDS = "5"
+DEFAULT_PREDICT_WAIT_SECONDS = 10.0
+# Set by gunicorn_conf.py: where workers mark themselves ready, and how many there are.
+READY_DIR_ENV, WORKERS_ENV = "MODEL_SERVER_READY_DIR", "MODEL_SERVER_WORKERS"
 
 log = logging.getLogger("model_server")
 
@@ -69,6 +77,31 @@ class ModelState:
     model: LoadedModel | None = None
     error: str | None = None
     load_seconds: float | None = None
+    settled: asyncio.Event | None = None  # set once loading has succeeded or failed
+
+
+class Readiness:
+    """Whether every worker of this server has loaded the model (a single process: just this one)."""
+
+    def __init__(self, directory: str, workers: int):
+        self.directory = Path(directory) if directory else None
+        self.workers = workers
+
+    @classmethod
+    def from_environment(cls) -> Readiness:
+        return cls(os.environ.get(READY_DIR_ENV, ""), int(os.environ.get(WORKERS_ENV, "1")))
+
+    def mark_ready(self) -> None:
+        if self.directory is not None:
+            (self.directory / str(os.getpid())).touch()
+
+    def ready_workers(self) -> int:
+        if self.directory is None:
+            return self.workers
+        try:
+            return sum(1 for marker in self.directory.iterdir() if marker.name.isdigit())
+        except OSError:
+            return 0
 
 
 def _problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
@@ -139,7 +172,8 @@ def _configure_logging() -> None:
         log.propagate = False
 
 
-def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: int | None = None) -> FastAPI:
+def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: int | None = None,
+               readiness: Readiness | None = None, predict_wait_seconds: float | None = None) -> FastAPI:
     """The ASGI app. `loader` defaults to loading MODEL_DIR (default /opt/model, where the image trains it)."""
     _configure_logging()
     if loader is None:
@@ -149,6 +183,9 @@ def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: 
             return load_model(model_dir)
 
     body_limit = max_body_bytes or int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+    predict_wait = (float(os.environ.get("PREDICT_WAIT_SECONDS", DEFAULT_PREDICT_WAIT_SECONDS))
+                    if predict_wait_seconds is None else predict_wait_seconds)
+    readiness = readiness or Readiness.from_environment()
     state = ModelState()
 
     async def load() -> None:
@@ -159,13 +196,18 @@ def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: 
             state.error = f"{type(error).__name__}: {error}"
             log.error("model failed to load: %s", state.error)
             return
+        finally:
+            if state.settled is not None:
+                state.settled.set()
         state.model, state.load_seconds = model, round(time.perf_counter() - started, 3)
         metrics.MODEL_LOADED.set(1)
+        readiness.mark_ready()
         log.info("model %s v%s loaded in %.3f s", model.info.name, model.info.version, state.load_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         metrics.MODEL_LOADED.set(0)
+        state.settled = asyncio.Event()
         loading = asyncio.create_task(load())
         yield
         # Shutdown: the server has stopped accepting and finished in-flight requests by now.
@@ -178,13 +220,17 @@ def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: 
 
     @app.get("/health", responses={503: {"description": "The model is loading or failed to load."}})
     async def health() -> JSONResponse:
-        if state.model is not None:
-            info = state.model.info
-            return JSONResponse({"status": "ok", "model": {"name": info.name, "version": info.version},
-                                 "features": list(info.feature_names), "classes": list(info.class_names)})
         if state.error is not None:
             return JSONResponse({"status": "failed", "detail": state.error}, status_code=503)
-        return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+        ready = readiness.ready_workers()
+        if state.model is None or ready < readiness.workers:
+            return JSONResponse({"status": "loading", "workers_ready": ready if state.model else 0,
+                                 "workers": readiness.workers},
+                                status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+        info = state.model.info
+        return JSONResponse({"status": "ok", "model": {"name": info.name, "version": info.version},
+                             "features": list(info.feature_names), "classes": list(info.class_names),
+                             "workers": readiness.workers})
 
     request_schema = {"content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
                       "required": True}
@@ -194,6 +240,9 @@ def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: 
                          415: {"description": "Not JSON"}, 422: {"description": "Wrong shape or values"},
                          503: {"description": "Model not loaded"}})
     async def predict(request: Request) -> Response:
+        if state.model is None and state.settled is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.settled.wait(), predict_wait)
         model = state.model
         if model is None:
             raise ClientError(503, "the model is not loaded yet", headers={"Retry-After": RETRY_AFTER_SECONDS})

@@ -1,0 +1,208 @@
+"""The real server (gunicorn + uvicorn workers) as a process on 127.0.0.1, as the container runs it.
+
+Where the machine allows a private mount namespace (`unshare -m`, root), the server runs with the root
+filesystem read-only and a fresh tmpfs as its only writable place, like the prod task (readOnlyRootFilesystem
+with the scratch volume): anything it wrote elsewhere would fail the test.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from model_server.train import train
+from tests.harness import PROJECT_DIR
+
+APP_DIR = PROJECT_DIR / "app"
+START_SECONDS = 30
+STOP_SECONDS = 15
+ISOLATE = """
+set -e
+mount --make-rprivate /
+mount -o remount,bind,ro /
+mount -t tmpfs -o mode=1777,size=64m scratch "$TMPDIR"
+if touch "$MODEL_DIR/probe" 2>/dev/null; then echo "the root filesystem is still writable" >&2; exit 97; fi
+exec "$@"
+"""
+
+
+def _can_isolate() -> bool:
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --make-rprivate / && mount -t tmpfs t /mnt"],
+                           capture_output=True, timeout=10, check=False)
+    return probe.returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str, timeout: float = 2) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def health_check_command(port: int, path: str = "/health") -> str:
+    schema = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["config"]
+    command: str = schema["containerHealthCheckCommand"]["default"]
+    return command.replace("{port}", str(port)).replace("{path}", path)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    scratch: Path
+    isolated: bool
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for this module; the SIGTERM test, last in the file, stops it."""
+    tmp_path = tmp_path_factory.mktemp("server")
+    model_dir, scratch, log = tmp_path / "model", tmp_path / "scratch", tmp_path / "server.log"
+    train(model_dir)
+    scratch.mkdir()
+    port, isolated = free_port(), _can_isolate()
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": "10",
+           "MODEL_DIR": str(model_dir), "TMPDIR": str(scratch), "HOME": str(tmp_path / "home"),
+           "PYTHONPATH": str(APP_DIR), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [sys.executable, "-m", "gunicorn", "--config", str(APP_DIR / "gunicorn_conf.py"),
+               "model_server.main:create_app()"]
+    if isolated:
+        command = ["unshare", "-m", "--", "sh", "-c", ISOLATE, "sh", *command]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT)
+    running = Server(process, port, scratch, isolated, log)
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            assert process.poll() is None, f"the server exited with {process.returncode}:\n{running.logs()}"
+            assert time.monotonic() < deadline, f"the server was not healthy in time:\n{running.logs()}"
+            try:
+                if get(running.url + "/health")[0] == 200:
+                    break
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.05)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_SECONDS)
+
+
+def _connection_refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_serves_with_a_read_only_root_and_writes_only_to_the_scratch_directory(server: Server) -> None:
+    if not server.isolated:
+        pytest.skip("this machine does not allow a private mount namespace (unshare -m as root)")
+    row = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode()
+    for _ in range(4):  # separate connections, so both workers are likely to answer some
+        request = urllib.request.Request(server.url + "/predict", data=row,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    # Every worker writes its samples to the scratch volume and any worker reports the sum.
+    status, text = get(server.url + "/metrics")
+    assert status == 200
+    assert "model_predictions_total 4.0" in text.splitlines()
+
+    # The tmpfs exists only in the server's mount namespace; /proc/<pid>/root shows that view.
+    scratch = Path(f"/proc/{server.process.pid}/root") / str(server.scratch).lstrip("/")
+    assert sorted(p.name for p in scratch.iterdir()) == ["model-server-metrics", "model-server-ready"]
+    assert list(server.scratch.iterdir()) == []  # nothing reached the real directory underneath
+
+
+def test_the_default_container_health_check_passes_only_when_healthy(server: Server) -> None:
+    healthy = subprocess.run(["sh", "-c", health_check_command(server.port)], capture_output=True, timeout=10,
+                             check=False)
+    assert healthy.returncode == 0, healthy.stderr
+
+    class Loading(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    loading = http.server.HTTPServer(("127.0.0.1", 0), Loading)
+    thread = threading.Thread(target=loading.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        for port in (loading.server_port, free_port()):  # answering 503, and not listening at all
+            failed = subprocess.run(["sh", "-c", health_check_command(port)], capture_output=True, timeout=10,
+                                    check=False)
+            assert failed.returncode != 0
+    finally:
+        loading.shutdown()
+        loading.server_close()
+        thread.join(timeout=5)
+
+
+def test_sigterm_stops_accepting_and_finishes_the_request_in_flight(server: Server) -> None:
+    assert server.process.poll() is None
+    body = json.dumps({"instances": [[6.7, 3.0, 5.2, 2.3]]}).encode()
+    # A request whose body is still arriving is in flight: the server has started handling it.
+    in_flight = socket.create_connection(("127.0.0.1", server.port), timeout=STOP_SECONDS)
+    in_flight.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10])
+    time.sleep(0.2)
+
+    server.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while not _connection_refused(server.port):
+        assert time.monotonic() < deadline, "the server still accepts connections after SIGTERM"
+        time.sleep(0.05)
+
+    in_flight.sendall(body[10:])
+    response = b""
+    while chunk := in_flight.recv(65536):
+        response += chunk
+    in_flight.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), response
+    assert b"connection: close" in head.lower()
+    assert json.loads(payload)["predictions"][0]["label"] == "virginica"
+
+    assert server.process.wait(timeout=STOP_SECONDS) == 0, server.logs()
+    assert "Handling signal: term" in server.logs()

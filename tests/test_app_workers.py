@@ -1,0 +1,93 @@
+"""Worker count: one per vCPU of the task, from WEB_CONCURRENCY, ECS task metadata, the cgroup, or the CPUs."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from model_server.workers import cgroup_cpu_limit, ecs_task_cpu_limit, worker_count
+
+
+def count(env: dict[str, str] | None = None, ecs: float | None = None, cgroup: float | None = None,
+          cpus: int = 8) -> int:
+    return worker_count(env or {}, ecs_limit=lambda _: ecs, cgroup_limit=lambda: cgroup, available=lambda: cpus)
+
+
+@pytest.mark.parametrize(("ecs", "cgroup", "cpus", "expected"), [
+    (2.0, None, 8, 2),      # prod: taskCpu 2048 on a c6i.2xlarge
+    (0.5, None, 2, 1),      # dev: taskCpu 512 rounds up to one worker
+    (1.5, 4.0, 8, 2),       # the task limit wins over the container's cgroup
+    (4.0, None, 2, 2),      # never more workers than CPUs
+    (None, 3.0, 8, 3),      # docker run --cpus 3
+    (None, None, 6, 6),     # no limit anywhere: every CPU
+])
+def test_one_worker_per_vcpu_of_the_task(ecs: float | None, cgroup: float | None, cpus: int, expected: int) -> None:
+    assert count(ecs=ecs, cgroup=cgroup, cpus=cpus) == expected
+
+
+def test_web_concurrency_overrides_and_must_be_a_positive_number() -> None:
+    assert count({"WEB_CONCURRENCY": "5"}, ecs=2.0) == 5
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(ValueError, match="WEB_CONCURRENCY"):
+            count({"WEB_CONCURRENCY": bad})
+
+
+def test_cgroup_v2_and_v1_quotas(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(v1) == 2.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(v1) is None
+    assert cgroup_cpu_limit(tmp_path / "missing") is None
+
+
+@pytest.fixture
+def metadata_server() -> Iterator[tuple[str, dict[str, object]]]:
+    """A stand-in for the ECS task metadata endpoint, on 127.0.0.1."""
+    task: dict[str, object] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(task).encode()
+            self.send_response(200 if self.path == "/v4/abc/task" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v4/abc", task
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_task_cpu_limit_comes_from_ecs_task_metadata(metadata_server: tuple[str, dict[str, object]]) -> None:
+    url, task = metadata_server
+    env = {"ECS_CONTAINER_METADATA_URI_V4": url}
+    task["Limits"] = {"CPU": 2, "Memory": 4096}
+    assert ecs_task_cpu_limit(env) == 2.0
+    task["Limits"] = {"CPU": 0.25, "Memory": 512}
+    assert ecs_task_cpu_limit(env) == 0.25
+    task.clear()  # no task-level limit
+    assert ecs_task_cpu_limit(env) is None
+    assert ecs_task_cpu_limit({}) is None
+    assert ecs_task_cpu_limit({"ECS_CONTAINER_METADATA_URI_V4": url + "/missing"}) is None
