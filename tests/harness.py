@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import runpy
 import threading
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from infra.settings import project_schema
+from tools.readme_tables import config_text
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
@@ -183,14 +183,6 @@ class _RecordingMonitor(mocks.MockMonitor):
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
 
-def _config_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
 @functools.cache
 def _stack_file(path: Path) -> dict[str, Any]:
     return dict(yaml.load(path.read_text(), Loader=yaml.CSafeLoader))
@@ -198,13 +190,13 @@ def _stack_file(path: Path) -> dict[str, Any]:
 
 def stack_config(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> dict[str, str]:
     """Full config map as the CLI would pass it: project defaults < stack file < overrides."""
-    config = {f"{PROJECT}:{key}": _config_text(spec["default"]) for key, spec in project_schema().items()}
+    config = {f"{PROJECT}:{key}": config_text(spec["default"]) for key, spec in project_schema().items()}
     stack_file = PROJECT_DIR / f"Pulumi.{stack}.yaml"
     if use_stack_file and stack_file.exists():
         for key, value in (_stack_file(stack_file).get("config") or {}).items():
-            config[key] = _config_text(value)
+            config[key] = config_text(value)
     for key, value in (overrides or {}).items():
-        config[key if ":" in key else f"{PROJECT}:{key}"] = _config_text(value)
+        config[key if ":" in key else f"{PROJECT}:{key}"] = config_text(value)
     return config
 
 

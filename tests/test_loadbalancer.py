@@ -5,12 +5,12 @@ import json
 import pytest
 
 from infra.loadbalancer import TLS_POLICY
-from tests.harness import ELB_ACCOUNT_ARN, StackRun, run_stack
+from tests.conftest import CERTIFICATE
+from tests.harness import ELB_ACCOUNT_ARN, StackRun
 
 LB = "aws:lb/loadBalancer:LoadBalancer"
 TG = "aws:lb/targetGroup:TargetGroup"
 LISTENER = "aws:lb/listener:Listener"
-CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
 
 
 @pytest.mark.parametrize(("stack", "protected", "idle"), [("dev", False, 60), ("prod", True, 120)])
@@ -38,9 +38,8 @@ def test_target_group_is_ip_with_the_tuned_health_check(stack: str, delay: int,
                                  "unhealthyThreshold": 3}
 
 
-def test_health_check_path_comes_from_config() -> None:
-    run = run_stack("dev", overrides={"healthCheckPath": "/v1/ready"})
-    assert run.one(TG)["healthCheck"]["path"] == "/v1/ready"
+def test_health_check_path_comes_from_config(dev_variant: StackRun) -> None:
+    assert dev_variant.one(TG)["healthCheck"]["path"] == "/v1/ready"
 
 
 def test_without_a_certificate_http_forwards_to_the_target_group(run: StackRun) -> None:
@@ -50,8 +49,8 @@ def test_without_a_certificate_http_forwards_to_the_target_group(run: StackRun) 
     assert listener["loadBalancerArn"] == run.one(LB).state["arn"]
 
 
-def test_with_a_certificate_http_redirects_to_a_modern_https_listener() -> None:
-    run = run_stack("prod", overrides={"certificateArn": CERTIFICATE})
+def test_with_a_certificate_http_redirects_to_a_modern_https_listener(prod_variant: StackRun) -> None:
+    run = prod_variant
     listeners = {listener["port"]: listener for listener in run.of_type(LISTENER)}
     assert listeners[80]["defaultActions"] == [{"type": "redirect", "redirect": {
         "protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]

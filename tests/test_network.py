@@ -1,6 +1,6 @@
 """Network: VPC per environment, existing-VPC mode, and the security-group chain."""
 
-from tests.harness import StackRun, run_stack
+from tests.harness import StackRun
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -24,22 +24,19 @@ def test_new_vpc_per_environment(dev: StackRun, prod: StackRun) -> None:
 
 def test_instances_and_tasks_live_in_private_subnets_and_the_alb_in_public_ones(run: StackRun) -> None:
     vpc = run.one("awsx:ec2:Vpc").state
-    assert run.one("aws:autoscaling/group:Group")["vpcZoneIdentifiers"] == vpc["privateSubnetIds"]
+    for group in run.of_type("aws:autoscaling/group:Group"):
+        assert group["vpcZoneIdentifiers"] == vpc["privateSubnetIds"]
     assert run.one("aws:ecs/service:Service")["networkConfiguration"]["subnets"] == vpc["privateSubnetIds"]
     assert run.one("aws:lb/loadBalancer:LoadBalancer")["subnets"] == vpc["publicSubnetIds"]
 
 
-def test_existing_vpc_is_used_as_given() -> None:
-    existing = run_stack("dev", overrides={
-        "existingVpcId": "vpc-0aaaaaaaaaaaaaaaa",
-        "existingPublicSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
-        "existingPrivateSubnetIds": ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"],
-    })
+def test_existing_vpc_is_used_as_given(dev_variant: StackRun) -> None:
+    existing = dev_variant
     assert existing.of_type("awsx:ec2:Vpc") == []
     assert {g["vpcId"] for g in existing.of_type(GROUP)} == {"vpc-0aaaaaaaaaaaaaaaa"}
     assert existing.one("aws:lb/targetGroup:TargetGroup")["vpcId"] == "vpc-0aaaaaaaaaaaaaaaa"
-    assert existing.one("aws:autoscaling/group:Group")["vpcZoneIdentifiers"] == [
-        "subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
+    for group in existing.of_type("aws:autoscaling/group:Group"):
+        assert group["vpcZoneIdentifiers"] == ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
     assert existing.one("aws:lb/loadBalancer:LoadBalancer")["subnets"] == [
         "subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
 
@@ -50,10 +47,8 @@ def test_alb_accepts_http_only_from_configured_cidrs_without_a_certificate(run: 
     assert {(r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in rules} == {(80, 80, "0.0.0.0/0")}
 
 
-def test_alb_opens_443_for_each_cidr_when_a_certificate_is_configured() -> None:
-    secured = run_stack("prod", overrides={
-        "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666",
-        "ingressCidrs": ["203.0.113.0/24", "198.51.100.0/24"]})
+def test_alb_opens_443_for_each_cidr_when_a_certificate_is_configured(dev_variant: StackRun) -> None:
+    secured = dev_variant
     alb = groups(secured)["alb"]
     rules = [r for r in secured.of_type(INGRESS) if r["securityGroupId"] == alb]
     assert {(r["fromPort"], r["cidrIpv4"]) for r in rules} == {

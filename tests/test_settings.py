@@ -45,9 +45,9 @@ def test_the_real_stack_files_are_valid(stack: str) -> None:
                         "units for the ECS agent)"),
     ({"taskMemoryMiB": 4096}, "model-serving:taskMemoryMiB = 4096: must be at most 3687 on t3.medium (4096 MiB "
                               "less 409 for the OS and ECS agent)"),
-    ({"maxTaskCount": 9, "instanceMaxCount": 4},
-     "model-serving:maxTaskCount = 9: cannot be placed: t3.medium holds 2 such task(s) and instanceMaxCount is 4, "
-     "so at most 8 tasks fit"),
+    ({"maxTaskCount": 9, "spotMaxCount": 4},
+     "model-serving:maxTaskCount = 9: cannot be placed: the strategy puts 9 tasks on the spot provider, whose "
+     "t3.medium holds 2 (limited by network interfaces) and whose spotMaxCount is 4, so at most 8 fit"),
     ({"containerPort": 0}, "model-serving:containerPort = 0: must be from 1024 to 65535"),
     ({"containerPort": 70000}, "model-serving:containerPort = 70000: must be from 1024 to 65535"),
     ({"healthCheckTimeoutSeconds": 10}, "model-serving:healthCheckTimeoutSeconds = 10: must be shorter than "
@@ -76,7 +76,7 @@ def test_each_rule_names_key_value_and_what_is_allowed(overrides: dict[str, Any]
     ("certificateArn", "my-cert", "must be empty or an ACM certificate ARN"),
     ("environmentClass", "production", "must be one of dev, prod"),
     ("natGateways", "None", "must be one of Single, OnePerAz"),
-    ("instanceType", "t2.nano", "must be one of t3.small, t3.medium"),
+    ("instanceType", "z9.huge", "must be an EC2 instance type listed in infra/instance_types.json"),
     ("image", "my image", "must be an image tag (e.g. v1.2.0), sha256:<64 hex digits>, or a full image URI"),
     ("image", "ghcr.io/acme/model", "must be an image tag"),
     ("vpcCidr", "10.0.0.0/8", "must be an IPv4 CIDR from /16 to /20"),
@@ -147,8 +147,8 @@ def test_prod_refuses_a_single_point_of_failure(overrides: dict[str, Any], expec
 
 
 def test_dev_allows_what_prod_refuses() -> None:
-    settings = parse_settings(PROJECT, "dev", raw_config("dev", minTaskCount=1, instanceMinCount=1, image="latest"))
-    assert settings.service.min_tasks == 1
+    settings = parse_settings(PROJECT, "dev", raw_config("dev", minTaskCount=1, image="latest", onDemandBaseTasks=0))
+    assert (settings.service.min_tasks, settings.task.image.reference) == (1, "latest")
 
 
 def test_all_errors_are_reported_together() -> None:

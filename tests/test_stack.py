@@ -1,9 +1,17 @@
 """Stack-wide behaviour: composition, tags, names, outputs, and stacks without a stack file."""
 
+import functools
 import json
 
 from infra.naming import AUTONAME_SUFFIX_LENGTH, LOAD_BALANCER_NAME_MAX, TARGET_GROUP_NAME_MAX
 from tests.harness import PROJECT, StackRun, run_stack
+
+
+@functools.cache
+def staging_defaults() -> StackRun:
+    """A new stack with a long name and no stack file of its own."""
+    return run_stack("performance-staging-eu", use_stack_file=False)
+
 
 COMPONENTS = {"Network", "Registry", "Logging", "Cluster", "Task", "LoadBalancer", "Service", "Autoscaling"}
 
@@ -36,7 +44,7 @@ def test_length_limited_names_fit_after_autonaming(run: StackRun) -> None:
 
 
 def test_long_stack_names_are_shortened_for_the_load_balancer_and_target_group() -> None:
-    long = run_stack("performance-staging-eu", use_stack_file=False)
+    long = staging_defaults()
     for type_, limit in (("aws:lb/loadBalancer:LoadBalancer", LOAD_BALANCER_NAME_MAX),
                          ("aws:lb/targetGroup:TargetGroup", TARGET_GROUP_NAME_MAX)):
         name = long.one(type_).name
@@ -49,19 +57,23 @@ def test_outputs(run: StackRun) -> None:
     assert run.outputs["repositoryUrl"] == run.one("aws:ecr/repository:Repository").state["repositoryUrl"]
     assert run.outputs["clusterName"] == run.one("aws:ecs/cluster:Cluster").state["name"]
     assert run.outputs["serviceName"] == run.one("aws:ecs/service:Service").state["name"]
-    assert run.outputs["autoScalingGroupName"] == run.one("aws:autoscaling/group:Group").state["name"]
-    assert run.outputs["capacityProviderName"] == run.one("aws:ecs/capacityProvider:CapacityProvider").state["name"]
+    groups = {g.name.rsplit("-", 1)[-1]: g.state["name"] for g in run.of_type("aws:autoscaling/group:Group")}
+    providers = {p.name.rsplit("-", 1)[-1]: p.state["name"] for p in run.of_type(
+        "aws:ecs/capacityProvider:CapacityProvider")}
+    assert run.outputs["autoScalingGroupName"] == groups["instances"]
+    assert run.outputs["spotAutoScalingGroupName"] == groups["spot"]
+    assert run.outputs["capacityProviderName"] == providers[run.stack]  # cp-model-serving-<stack>
+    assert run.outputs["spotCapacityProviderName"] == providers["spot"]
     assert run.outputs["logGroupName"] == run.one("aws:cloudwatch/logGroup:LogGroup").state["name"]
 
 
-def test_service_url_is_https_when_a_certificate_is_configured() -> None:
-    arn = "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
-    secured = run_stack("dev", overrides={"certificateArn": arn})
-    assert secured.outputs["serviceUrl"].startswith("https://")
+def test_service_url_is_https_when_a_certificate_is_configured(dev_variant: StackRun) -> None:
+    dns = dev_variant.one("aws:lb/loadBalancer:LoadBalancer").state["dnsName"]
+    assert dev_variant.outputs["serviceUrl"] == f"https://{dns}"
 
 
 def test_a_stack_without_a_stack_file_runs_on_the_defaults() -> None:
-    staging = run_stack("staging", use_stack_file=False)
+    staging = staging_defaults()
     assert json.loads(staging.one("pulumi:providers:aws")["defaultTags"])["tags"]["environment"] == "dev"
     assert staging.one("aws:ecs/service:Service")["desiredCount"] == 1
     assert staging.one("aws:ec2/launchTemplate:LaunchTemplate")["instanceType"] == "t3.medium"

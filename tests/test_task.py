@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import IMAGE_DIGEST, IMAGE_URI, TASK_POLICY
 from tests.harness import REGION, StackRun, run_stack
 
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
@@ -41,12 +42,10 @@ def test_image_is_a_tag_in_the_stacks_own_repository(prod: StackRun) -> None:
         assert container(run)["image"] == f"{run.outputs['repositoryUrl']}:{tag}"
 
 
-def test_image_may_be_a_digest_in_the_repository_or_a_full_uri() -> None:
-    digest = "sha256:" + "ab" * 32
-    assert container(run_stack("dev", overrides={"imageBuild": False, "image": digest}))["image"].endswith(
-        f"-repo-mock@{digest}")
-    uri = "public.ecr.aws/acme/model-server:1.4.2"
-    assert container(run_stack("dev", overrides={"imageBuild": False, "image": uri}))["image"] == uri
+def test_image_may_be_a_digest_in_the_repository_or_a_full_uri(dev_variant: StackRun,
+                                                              prod_variant: StackRun) -> None:
+    assert container(dev_variant)["image"] == f"{dev_variant.outputs['repositoryUrl']}@{IMAGE_DIGEST}"
+    assert container(prod_variant)["image"] == IMAGE_URI
 
 
 def test_container_serves_the_configured_port_with_a_health_check(run: StackRun) -> None:
@@ -59,8 +58,8 @@ def test_container_serves_the_configured_port_with_a_health_check(run: StackRun)
     assert c["stopTimeout"] == {"dev": 30, "prod": 60}[run.stack]
 
 
-def test_container_health_check_can_be_switched_off() -> None:
-    assert "healthCheck" not in container(run_stack("dev", overrides={"containerHealthCheckCommand": ""}))
+def test_container_health_check_can_be_switched_off(dev_variant: StackRun) -> None:
+    assert "healthCheck" not in container(dev_variant)
 
 
 def test_container_is_unprivileged_and_logs_to_the_stack_log_group(run: StackRun) -> None:
@@ -88,9 +87,9 @@ def test_dev_keeps_the_images_own_filesystem_and_user(dev: StackRun) -> None:
     assert dev.one(TASK).get("volumes", []) == []
 
 
-def test_environment_comes_from_config() -> None:
-    run = run_stack("dev", overrides={"containerEnvironment": ["MODEL_NAME=iris", "WORKERS=2"]})
-    assert container(run)["environment"] == [{"name": "MODEL_NAME", "value": "iris"}, {"name": "WORKERS", "value": "2"}]
+def test_environment_comes_from_config(dev_variant: StackRun) -> None:
+    assert container(dev_variant)["environment"] == [{"name": "MODEL_NAME", "value": "iris"},
+                                                     {"name": "WORKERS", "value": "2"}]
 
 
 def test_execution_and_task_roles_are_separate_and_scoped(run: StackRun) -> None:
@@ -107,10 +106,8 @@ def test_execution_and_task_roles_are_separate_and_scoped(run: StackRun) -> None
     assert attached(run, task_role.state["name"]) == set()
 
 
-def test_task_role_gets_the_configured_policies() -> None:
-    arn = "arn:aws:iam::123456789012:policy/read-model-bucket"
-    run = run_stack("dev", overrides={"taskRolePolicyArns": [arn]})
-    assert attached(run, role(run, "task").state["name"]) == {arn}
+def test_task_role_gets_the_configured_policies(dev_variant: StackRun) -> None:
+    assert attached(dev_variant, role(dev_variant, "task").state["name"]) == {TASK_POLICY}
 
 
 @pytest.mark.parametrize(("stack", "days", "kms"), [("dev", 7, False), ("prod", 365, True)])
