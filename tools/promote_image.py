@@ -17,8 +17,9 @@ prod's immutable tags would; if it has the tag for this digest there is nothing 
 
 Exit status: 0 promoted or already there, 1 refused or failed (the message says why), 2 bad arguments.
 Credentials come from the usual AWS sources; `--source-profile` / `--destination-profile` pick profiles when
-dev and prod are different accounts. The destination needs ecr:PutImage and the layer-upload actions; the
-source needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer.
+dev and prod are different accounts. Both sides need ecr:DescribeImages and ecr:BatchGetImage; the source
+also ecr:GetDownloadUrlForLayer, the destination also ecr:BatchCheckLayerAvailability, the three layer-upload
+actions and ecr:PutImage.
 """
 
 from __future__ import annotations
