@@ -151,9 +151,12 @@ def test_serves_with_a_read_only_root_and_writes_only_to_the_scratch_directory(s
     assert list(server.scratch.iterdir()) == []  # nothing reached the real directory underneath
 
 
-def test_the_default_container_health_check_passes_only_when_healthy(server: Server) -> None:
+def test_the_default_container_health_check_passes_only_when_healthy(server: Server, tmp_path: Path) -> None:
+    # The image has `python` on its PATH; here it is this interpreter.
+    (tmp_path / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}"}
     healthy = subprocess.run(["sh", "-c", health_check_command(server.port)], capture_output=True, timeout=10,
-                             check=False)
+                             check=False, env=env)
     assert healthy.returncode == 0, healthy.stderr
 
     class Loading(http.server.BaseHTTPRequestHandler):
@@ -171,7 +174,7 @@ def test_the_default_container_health_check_passes_only_when_healthy(server: Ser
     try:
         for port in (loading.server_port, free_port()):  # answering 503, and not listening at all
             failed = subprocess.run(["sh", "-c", health_check_command(port)], capture_output=True, timeout=10,
-                                    check=False)
+                                    check=False, env=env)
             assert failed.returncode != 0
     finally:
         loading.shutdown()
