@@ -36,7 +36,7 @@ load_balancer = LoadBalancer(name, settings, vpc_id=network.vpc_id, public_subne
 service = Service(
     name, settings,
     cluster_arn=cluster.cluster.arn,
-    capacity_provider_name=cluster.capacity_provider.name,
+    strategy=cluster.strategy,
     task_definition_arn=task.task_definition.arn,
     target_group_arn=load_balancer.target_group.arn,
     private_subnet_ids=network.private_subnet_ids,
@@ -53,6 +53,10 @@ pulumi.export("serviceUrl", load_balancer.url)
 pulumi.export("repositoryUrl", registry.repository_url)
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("serviceName", service.service.name)
-pulumi.export("autoScalingGroupName", cluster.auto_scaling_group.name)
-pulumi.export("capacityProviderName", cluster.capacity_provider.name)
+pulumi.export("autoScalingGroupName", cluster.on_demand.auto_scaling_group.name)
+pulumi.export("capacityProviderName", cluster.on_demand.capacity_provider.name)
+if cluster.spot:
+    pulumi.export("spotAutoScalingGroupName", cluster.spot.auto_scaling_group.name)
+    pulumi.export("spotCapacityProviderName", cluster.spot.capacity_provider.name)
+pulumi.export("capacityPlan", {provider.name: provider.as_output() for provider in settings.capacity_plan()})
 pulumi.export("logGroupName", logs.log_group.name)

@@ -1,6 +1,8 @@
 """Service autoscaling: target tracking on ALB requests per task (the signal for request serving) and CPU.
 
-Scale-out is quick and scale-in slow, so a burst does not make the service flap.
+Scale-out is quick and scale-in slow, so a burst does not make the service flap. Optional schedules take
+the service to zero tasks (nights, weekends) and back; the capacity providers then scale the instance
+groups to zero and back through managed scaling.
 """
 
 import pulumi
@@ -18,6 +20,7 @@ class Autoscaling(pulumi.ComponentResource):
     target: aws.appautoscaling.Target
     request_count_policy: aws.appautoscaling.Policy
     cpu_policy: aws.appautoscaling.Policy
+    scheduled_actions: list[aws.appautoscaling.ScheduledAction]
 
     def __init__(self, name: str, settings: Settings, *, cluster_name: pulumi.Input[str],
                  service_name: pulumi.Input[str], load_balancer_arn_suffix: pulumi.Input[str],
@@ -33,7 +36,9 @@ class Autoscaling(pulumi.ComponentResource):
             resource_id=pulumi.Output.concat("service/", cluster_name, "/", service_name),
             min_capacity=svc.min_tasks,
             max_capacity=svc.max_tasks,
-            opts=child,
+            # With schedules, the scheduled actions own the bounds; the morning action restores these.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["minCapacity", "maxCapacity"]
+                                        if scaling.scheduled else None),
         )
 
         def tracking(suffix: str, metric: aws.appautoscaling.
@@ -63,4 +68,21 @@ class Autoscaling(pulumi.ComponentResource):
             scaling.requests_per_target_per_minute)
         self.cpu_policy = tracking("cpu", metric(predefined_metric_type="ECSServiceAverageCPUUtilization"),
                                    scaling.cpu_target_percent)
+        self.scheduled_actions = [
+            aws.appautoscaling.ScheduledAction(
+                f"{name}-{suffix}",
+                service_namespace=self.target.service_namespace,
+                scalable_dimension=self.target.scalable_dimension,
+                resource_id=self.target.resource_id,
+                schedule=schedule,
+                timezone=scaling.schedule_timezone,
+                scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
+                    min_capacity=low, max_capacity=high),
+                opts=child,
+            )
+            for suffix, schedule, low, high in (
+                ("scale-to-zero", scaling.scale_to_zero_cron, 0, 0),
+                ("scale-up", scaling.scale_up_cron, svc.min_tasks, svc.max_tasks),
+            )
+        ] if scaling.scheduled else []
         self.register_outputs({})

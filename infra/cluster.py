@@ -1,23 +1,31 @@
-"""Cluster capacity: the ECS cluster and the EC2 Auto Scaling group behind its capacity provider.
+"""Cluster capacity: the ECS cluster and the EC2 Auto Scaling groups behind its capacity providers.
 
-ECS owns the number of instances: managed scaling sets the group's desired capacity, managed termination
+ECS owns the number of instances: managed scaling sets each group's desired capacity, managed termination
 protection keeps instances with tasks from being scaled in (which AWS allows only on a group created with
-`protect_from_scale_in`), and managed draining moves tasks off an instance before it goes. Destroy does
-not hang: the group is force-deleted, and Pulumi removes the service, association, capacity provider,
-group and cluster in that order because each depends on the next.
+`protect_from_scale_in`), and managed draining moves tasks off an instance before it goes. An optional Spot
+group (several interchangeable types, price-capacity-optimized) sits beside the On-Demand one, which may
+keep a warm pool of stopped, pre-initialised instances. Destroy does not hang: the groups are
+force-deleted, and Pulumi removes the service, association, capacity providers, groups and cluster in that
+order because each depends on the next.
 """
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.iam import service_role
+from infra.instance_types import InstanceType
 from infra.naming import capacity_provider_name
 from infra.settings import Settings
 
-AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+AMI_PARAMETERS = {
+    "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
+    "arm64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id",
+    "gpu": "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
+}
 ROOT_DEVICE = "/dev/xvda"
 INSTANCE_POLICIES = (
     aws.iam.ManagedPolicy.AMAZON_EC2_CONTAINER_SERVICEFOR_EC2_ROLE.value,
@@ -25,17 +33,28 @@ INSTANCE_POLICIES = (
 )
 
 
-def ecs_agent_config(cluster_name: str, stop_timeout_seconds: int) -> dict[str, str]:
-    return {
+def ami_parameter(instance: InstanceType) -> str:
+    return AMI_PARAMETERS["gpu" if instance.gpus else instance.architecture]
+
+
+def ecs_agent_config(cluster_name: str, settings: Settings, spot: bool) -> dict[str, str]:
+    config = {
         "ECS_CLUSTER": cluster_name,
         "ECS_ENABLE_TASK_IAM_ROLE": "true",
         # Tasks must not reach the instance role's credentials through IMDS.
         "ECS_AWSVPC_BLOCK_IMDS": "true",
-        "ECS_CONTAINER_STOP_TIMEOUT": f"{stop_timeout_seconds}s",
+        "ECS_CONTAINER_STOP_TIMEOUT": f"{settings.task.stop_timeout_seconds}s",
         # Model images are large: a cached image starts a task in seconds.
         "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached",
         "ECS_ENABLE_CONTAINER_METADATA": "true",
     }
+    if spot:
+        # Drain tasks as soon as the two-minute Spot interruption notice arrives.
+        config["ECS_ENABLE_SPOT_INSTANCE_DRAINING"] = "true"
+    elif settings.capacity.warm_pool_min_size:
+        # An instance initialised into the warm pool must not register until it actually enters service.
+        config["ECS_WARM_POOLS_CHECK"] = "true"
+    return config
 
 
 def user_data(agent_config: dict[str, str]) -> str:
@@ -44,19 +63,30 @@ def user_data(agent_config: dict[str, str]) -> str:
     return base64.b64encode(script.encode()).decode()
 
 
+@dataclass(frozen=True)
+class CapacityGroup:
+    """The instances behind one capacity provider."""
+
+    launch_template: aws.ec2.LaunchTemplate
+    auto_scaling_group: aws.autoscaling.Group
+    capacity_provider: aws.ecs.CapacityProvider
+
+
 class Cluster(pulumi.ComponentResource):
     cluster: aws.ecs.Cluster
     instance_role: aws.iam.Role
     instance_role_attachments: list[aws.iam.RolePolicyAttachment]
     instance_profile: aws.iam.InstanceProfile
-    launch_template: aws.ec2.LaunchTemplate
-    auto_scaling_group: aws.autoscaling.Group
-    capacity_provider: aws.ecs.CapacityProvider
+    on_demand: CapacityGroup
+    spot: CapacityGroup | None
     capacity_providers: aws.ecs.ClusterCapacityProviders
+    strategy: list[tuple[pulumi.Output[str], int, int]]
 
     def __init__(self, name: str, settings: Settings, private_subnet_ids: pulumi.Input[Sequence[str]],
                  instance_security_group_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Cluster", name, None, opts)
+        self.settings, self.name = settings, name
+        self.private_subnet_ids, self.instance_security_group_id = private_subnet_ids, instance_security_group_id
         cap = settings.capacity
         child = pulumi.ResourceOptions(parent=self)
 
@@ -66,20 +96,48 @@ class Cluster(pulumi.ComponentResource):
                 name="containerInsights", value="enabled" if cap.container_insights else "disabled")],
             opts=child,
         )
-
         self.instance_role, self.instance_role_attachments = service_role(
             settings.name_prefix, "instance", "ec2.amazonaws.com", INSTANCE_POLICIES, self,
             "ECS container instances: register with the cluster, pull images, SSM sessions (no SSH)")
         self.instance_profile = aws.iam.InstanceProfile(f"{name}-instance", role=self.instance_role.name,
                                                         opts=child)
 
-        # Read at deploy time, so every `pulumi up` moves new instances to the latest patched ECS AMI.
-        ami_id = aws.ssm.get_parameter_output(name=AMI_PARAMETER, opts=pulumi.InvokeOutputOptions(parent=self)).value
-        self.launch_template = aws.ec2.LaunchTemplate(
-            f"{name}-instances",
-            description=f"ECS container instances of {settings.name_prefix}",
+        self.on_demand = self._capacity_group("instances", spot=False)
+        self.spot = self._capacity_group("spot", spot=True) if cap.spot else None
+
+        # Only providers that can receive tasks go into the strategy; both are associated with the cluster.
+        self.strategy = [(self.on_demand.capacity_provider.name, cap.on_demand_weight, cap.on_demand_base_tasks)]
+        if self.spot:
+            self.strategy.append((self.spot.capacity_provider.name, cap.spot_weight, 0))
+        self.strategy = [item for item in self.strategy if item[1] or item[2]]
+        self.capacity_providers = aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity-providers",
+            cluster_name=self.cluster.name,
+            capacity_providers=[group.capacity_provider.name for group in (self.on_demand, self.spot) if group],
+            default_capacity_provider_strategies=[
+                aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
+                    capacity_provider=provider, weight=weight, base=base)
+                for provider, weight, base in self.strategy],
+            opts=child,
+        )
+
+        self.register_outputs({
+            "clusterName": self.cluster.name,
+            "autoScalingGroupName": self.on_demand.auto_scaling_group.name,
+            "capacityProviderName": self.on_demand.capacity_provider.name,
+        })
+
+    def _capacity_group(self, suffix: str, spot: bool) -> CapacityGroup:
+        settings, cap, name = self.settings, self.settings.capacity, f"{self.name}-{suffix}"
+        child = pulumi.ResourceOptions(parent=self)
+        # Validation guarantees every Spot type shares the On-Demand type's architecture and GPU-ness.
+        ami_id = aws.ssm.get_parameter_output(name=ami_parameter(settings.instance_type),
+                                              opts=pulumi.InvokeOutputOptions(parent=self)).value
+        launch_template = aws.ec2.LaunchTemplate(
+            name,
+            description=f"ECS container instances ({'Spot' if spot else 'On-Demand'}) of {settings.name_prefix}",
             image_id=ami_id,
-            instance_type=cap.instance_type,
+            instance_type=None if spot else cap.instance_type,  # a Spot group takes its types from overrides
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=self.instance_profile.arn),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
@@ -92,24 +150,42 @@ class Cluster(pulumi.ComponentResource):
             )],
             network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
                 associate_public_ip_address="false", delete_on_termination="true",
-                security_groups=[instance_security_group_id])],
+                security_groups=[self.instance_security_group_id])],
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
             user_data=self.cluster.name.apply(
-                lambda cluster_name: user_data(ecs_agent_config(cluster_name, settings.task.stop_timeout_seconds))),
+                lambda cluster_name: user_data(ecs_agent_config(cluster_name, settings, spot))),
             update_default_version=True,
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume",
                                                                           tags=settings.tags)],
             opts=child,
         )
-
-        instance_tags = {**settings.tags, "Name": f"{settings.name_prefix}-ecs"}
-        self.auto_scaling_group = aws.autoscaling.Group(
-            f"{name}-instances",
-            vpc_zone_identifiers=private_subnet_ids,
-            min_size=cap.min_instances,
-            max_size=cap.max_instances,
-            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
-                id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)),
+        version = launch_template.latest_version.apply(str)
+        instance_tags = {**settings.tags, "Name": f"{settings.name_prefix}-{suffix}"}
+        mixed_instances = aws.autoscaling.GroupMixedInstancesPolicyArgs(
+            instances_distribution=aws.autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
+                on_demand_base_capacity=0, on_demand_percentage_above_base_capacity=0,
+                spot_allocation_strategy="price-capacity-optimized"),
+            launch_template=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs(
+                launch_template_specification=aws.autoscaling.
+                GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
+                    launch_template_id=launch_template.id, version=version),
+                overrides=[aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
+                           for t in cap.spot_instance_types]),
+        ) if spot else None
+        # AWS allows warm pools only on groups without Spot.
+        warm_pool = aws.autoscaling.GroupWarmPoolArgs(pool_state="Stopped", min_size=cap.warm_pool_min_size) \
+            if not spot and cap.warm_pool_min_size else None
+        group = aws.autoscaling.Group(
+            name,
+            vpc_zone_identifiers=self.private_subnet_ids,
+            min_size=cap.spot_min_instances if spot else cap.min_instances,
+            max_size=cap.spot_max_instances if spot else cap.max_instances,
+            launch_template=None if spot else aws.autoscaling.GroupLaunchTemplateArgs(
+                id=launch_template.id, version=version),
+            mixed_instances_policy=mixed_instances,
+            capacity_rebalance=True if spot else None,  # replace Spot instances at risk before they go
+            warm_pool=warm_pool,
+            force_delete_warm_pool=True if warm_pool else None,
             protect_from_scale_in=True,
             force_delete=True,
             health_check_type="EC2",
@@ -119,11 +195,10 @@ class Cluster(pulumi.ComponentResource):
             # ECS managed scaling owns the desired capacity.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
         )
-
-        self.capacity_provider = aws.ecs.CapacityProvider(
-            capacity_provider_name(settings.name_prefix),
+        provider = aws.ecs.CapacityProvider(
+            capacity_provider_name(settings.name_prefix) + ("-spot" if spot else ""),
             auto_scaling_group_provider=aws.ecs.CapacityProviderAutoScalingGroupProviderArgs(
-                auto_scaling_group_arn=self.auto_scaling_group.arn,
+                auto_scaling_group_arn=group.arn,
                 managed_termination_protection="ENABLED",
                 managed_draining="ENABLED",
                 managed_scaling=aws.ecs.CapacityProviderAutoScalingGroupProviderManagedScalingArgs(
@@ -136,17 +211,4 @@ class Cluster(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.capacity_providers = aws.ecs.ClusterCapacityProviders(
-            f"{name}-capacity-providers",
-            cluster_name=self.cluster.name,
-            capacity_providers=[self.capacity_provider.name],
-            default_capacity_provider_strategies=[aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
-                capacity_provider=self.capacity_provider.name, weight=1, base=0)],
-            opts=child,
-        )
-
-        self.register_outputs({
-            "clusterName": self.cluster.name,
-            "autoScalingGroupName": self.auto_scaling_group.name,
-            "capacityProviderName": self.capacity_provider.name,
-        })
+        return CapacityGroup(launch_template, group, provider)

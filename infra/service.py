@@ -19,7 +19,7 @@ class Service(pulumi.ComponentResource):
     service: aws.ecs.Service
 
     def __init__(self, name: str, settings: Settings, *, cluster_arn: pulumi.Input[str],
-                 capacity_provider_name: pulumi.Input[str], task_definition_arn: pulumi.Input[str],
+                 strategy: Sequence[tuple[pulumi.Input[str], int, int]], task_definition_arn: pulumi.Input[str],
                  target_group_arn: pulumi.Input[str], private_subnet_ids: pulumi.Input[Sequence[str]],
                  task_security_group_id: pulumi.Input[str], depends_on: Sequence[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
@@ -32,7 +32,7 @@ class Service(pulumi.ComponentResource):
             task_definition=task_definition_arn,
             desired_count=svc.desired_tasks,
             capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
-                capacity_provider=capacity_provider_name, weight=1, base=0)],
+                capacity_provider=provider, weight=weight, base=base) for provider, weight, base in strategy],
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
             deployment_minimum_healthy_percent=svc.deployment_minimum_healthy_percent,
             deployment_maximum_percent=svc.deployment_maximum_percent,

@@ -7,9 +7,11 @@ message naming each bad key, its value and what is allowed - before any resource
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,8 @@ import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config  # the SDK has no public listing of all keys
 
-from infra.instance_types import INSTANCE_TYPES, schedulable, tasks_per_instance
+from infra.capacity_plan import GroupSpec, ProviderPlan, TaskSize, plan
+from infra.instance_types import InstanceType, instance_types, schedulable
 
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
@@ -39,6 +42,9 @@ HTTP_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%-]{0,1023}$")
 MATCHER = re.compile(r"^[2-4][0-9]{2}((-|,)[2-4][0-9]{2})*$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+# Application Auto Scaling cron: minutes hours day-of-month month day-of-week year.
+SCHEDULE_CRON = re.compile(r"^cron\((\S+ ){5}\S+\)$")
+GPU_MIN_ROOT_VOLUME_GIB = 100  # the GPU AMI plus CUDA model images
 
 
 class SettingsError(pulumi.RunError):
@@ -73,6 +79,17 @@ class CapacitySettings:
     max_scaling_step: int
     instance_warmup_seconds: int
     container_insights: bool
+    spot_instance_types: tuple[str, ...]
+    spot_min_instances: int
+    spot_max_instances: int
+    on_demand_base_tasks: int
+    on_demand_weight: int
+    spot_weight: int
+    warm_pool_min_size: int
+
+    @property
+    def spot(self) -> bool:
+        return bool(self.spot_instance_types)
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,8 @@ class TaskSettings:
     stop_timeout_seconds: int
     log_retention_days: int
     log_kms_encryption: bool
+    gpus_per_task: int
+    shared_memory_mib: int
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,13 @@ class ScalingSettings:
     cpu_target_percent: int
     scale_out_cooldown_seconds: int
     scale_in_cooldown_seconds: int
+    scale_to_zero_cron: str
+    scale_up_cron: str
+    schedule_timezone: str
+
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.scale_to_zero_cron)
 
 
 @dataclass(frozen=True)
@@ -162,14 +188,30 @@ class Settings:
         return f"{self.project}-{self.stack}"
 
     @property
+    def instance_type(self) -> InstanceType:
+        return instance_types()[self.capacity.instance_type]
+
+    def capacity_plan(self) -> list[ProviderPlan]:
+        """Tasks per instance and instances needed, per capacity provider (on-demand first)."""
+        cap = self.capacity
+        groups = [GroupSpec("onDemand", (self.instance_type,), cap.on_demand_base_tasks, cap.on_demand_weight,
+                            cap.max_instances)]
+        if cap.spot:
+            spot_types = tuple(instance_types()[name] for name in cap.spot_instance_types)
+            groups.append(GroupSpec("spot", spot_types, 0, cap.spot_weight, cap.spot_max_instances))
+        task = TaskSize(self.task.cpu, self.task.memory_mib, self.task.gpus_per_task)
+        return plan(groups, task, self.service.min_tasks, self.service.max_tasks, cap.target_capacity_percent)
+
+    @property
     def tags(self) -> dict[str, str]:
         return {"project": self.project, "environment": self.environment_class, "stack": self.stack,
                 "managed-by": "pulumi"}
 
 
+@functools.cache
 def project_schema(path: Path = PROJECT_FILE) -> dict[str, dict[str, Any]]:
     """The `config:` block of Pulumi.yaml: key -> {type, description, default}."""
-    config = yaml.safe_load(path.read_text())["config"]
+    config = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["config"]
     # Keys with a namespace (aws:region) set provider values; only bare keys are this project's settings.
     return {key: spec for key, spec in config.items() if ":" not in key}
 
@@ -237,6 +279,18 @@ class _Reader:
         return tuple(value)
 
 
+KNOWN_TYPE = "must be an EC2 instance type listed in infra/instance_types.json, e.g. t3.medium, c6i.2xlarge, g5.xlarge"
+CRON = "must be empty or cron(minutes hours day-of-month month day-of-week year), e.g. cron(0 19 ? * MON-FRI *)"
+
+
+def _is_timezone(value: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _is_cidr(value: str, min_prefix: int = 0, max_prefix: int = 32) -> bool:
     try:
         network = ipaddress.IPv4Network(value)
@@ -294,7 +348,7 @@ def parse_settings(project: str, stack: str, raw: Mapping[str, Any],
         untagged_expiry_days=r.integer("ecrUntaggedExpiryDays", 1, 365),
     )
     capacity = CapacitySettings(
-        instance_type=r.choice("instanceType", tuple(INSTANCE_TYPES)),
+        instance_type=r.string("instanceType", lambda v: v in instance_types(), KNOWN_TYPE),
         root_volume_gib=r.integer("instanceRootVolumeGiB", 30, 16384),
         min_instances=r.integer("instanceMinCount", 0, 1000),
         max_instances=r.integer("instanceMaxCount", 1, 1000),
@@ -303,6 +357,13 @@ def parse_settings(project: str, stack: str, raw: Mapping[str, Any],
         max_scaling_step=r.integer("capacityMaxScalingStep", 1, 10000),
         instance_warmup_seconds=r.integer("instanceWarmupSeconds", 0, 10000),
         container_insights=r.boolean("containerInsights"),
+        spot_instance_types=r.string_list("spotInstanceTypes", lambda v: v in instance_types(), KNOWN_TYPE),
+        spot_min_instances=r.integer("spotMinCount", 0, 1000),
+        spot_max_instances=r.integer("spotMaxCount", 0, 1000),
+        on_demand_base_tasks=r.integer("onDemandBaseTasks", 0, 100000),
+        on_demand_weight=r.integer("onDemandWeight", 0, 1000),
+        spot_weight=r.integer("spotWeight", 0, 1000),
+        warm_pool_min_size=r.integer("warmPoolMinSize", 0, 1000),
     )
     image_value = r.string("image", lambda v: _parse_image(v) is not None,
                            "must be an image tag (e.g. v1.2.0), sha256:<64 hex digits>, or a full image URI "
@@ -330,6 +391,8 @@ def parse_settings(project: str, stack: str, raw: Mapping[str, Any],
         stop_timeout_seconds=r.integer("containerStopTimeoutSeconds", 2, 120),
         log_retention_days=r.integer("logRetentionDays", 1, 3653),
         log_kms_encryption=r.boolean("logKmsEncryption"),
+        gpus_per_task=r.integer("gpusPerTask", 0, 16),
+        shared_memory_mib=r.integer("sharedMemoryMiB", 0, 1048576),
     )
     load_balancer = LoadBalancerSettings(
         certificate_arn=r.string("certificateArn", lambda v: v == "" or bool(CERTIFICATE_ARN.match(v)),
@@ -360,6 +423,10 @@ def parse_settings(project: str, stack: str, raw: Mapping[str, Any],
         cpu_target_percent=r.integer("cpuTargetPercent", 10, 90),
         scale_out_cooldown_seconds=r.integer("scaleOutCooldownSeconds", 0, 3600),
         scale_in_cooldown_seconds=r.integer("scaleInCooldownSeconds", 0, 3600),
+        scale_to_zero_cron=r.string("scaleToZeroCron", lambda v: v == "" or bool(SCHEDULE_CRON.match(v)), CRON),
+        scale_up_cron=r.string("scaleUpCron", lambda v: v == "" or bool(SCHEDULE_CRON.match(v)), CRON),
+        schedule_timezone=r.string("scheduleTimezone", _is_timezone,
+                                   "must be an IANA time zone such as UTC or Europe/Berlin"),
     )
     if task.log_retention_days not in LOG_RETENTION_DAYS:
         r.fail("logRetentionDays", task.log_retention_days,
@@ -399,23 +466,90 @@ def _check_consistency(r: _Reader, s: Settings) -> None:
                f"must be at least containerStartPeriodSeconds ({task.start_period_seconds}), or the ALB "
                "kills tasks that are still loading the model")
 
-    instance = INSTANCE_TYPES[cap.instance_type]
-    cpu_room, memory_room = schedulable(instance)
-    if task.cpu > cpu_room:
-        r.fail("taskCpu", task.cpu, f"must be at most {cpu_room} on {cap.instance_type} "
-               f"({instance.vcpus} vCPUs less {instance.cpu_units - cpu_room} units for the ECS agent)")
-    if task.memory_mib > memory_room:
-        r.fail("taskMemoryMiB", task.memory_mib, f"must be at most {memory_room} on {cap.instance_type} "
-               f"({instance.memory_mib} MiB less {instance.memory_mib - memory_room} for the OS and ECS agent)")
-    per_instance = tasks_per_instance(instance, task.cpu, task.memory_mib)
-    if per_instance and svc.max_tasks > per_instance * cap.max_instances:
-        r.fail("maxTaskCount", svc.max_tasks,
-               f"cannot be placed: {cap.instance_type} holds {per_instance} such task(s) and instanceMaxCount "
-               f"is {cap.max_instances}, so at most {per_instance * cap.max_instances} tasks fit")
-
+    _check_instance_fit(r, s)
+    _check_capacity_providers(r, s)
+    _check_schedules(r, s)
     _check_network(r, net)
     if s.is_prod:
         _check_prod(r, s)
+
+
+def _check_instance_fit(r: _Reader, s: Settings) -> None:
+    cap, task, instance = s.capacity, s.task, s.instance_type
+    cpu_room, memory_room = schedulable(instance)
+    if task.cpu > cpu_room:
+        r.fail("taskCpu", task.cpu, f"must be at most {cpu_room} on {instance.name} "
+               f"({instance.vcpus} vCPUs less {instance.cpu_units - cpu_room} units for the ECS agent)")
+    if task.memory_mib > memory_room:
+        r.fail("taskMemoryMiB", task.memory_mib, f"must be at most {memory_room} on {instance.name} "
+               f"({instance.memory_mib} MiB less {instance.memory_mib - memory_room} for the OS and ECS agent)")
+    if task.shared_memory_mib >= task.memory_mib:
+        r.fail("sharedMemoryMiB", task.shared_memory_mib,
+               f"must be less than taskMemoryMiB ({task.memory_mib}): it is carved out of the task's memory")
+    spot_types = [instance_types()[name] for name in cap.spot_instance_types]
+    for other in [instance, *spot_types]:
+        key = "instanceType" if other is instance else "spotInstanceTypes"
+        if task.gpus_per_task and not other.gpus:
+            r.fail(key, other.name, f"has no GPUs, but gpusPerTask is {task.gpus_per_task}: choose a GPU type "
+                   "(g4dn, g5, g6, p4d, ...) or set gpusPerTask to 0")
+        elif task.gpus_per_task > other.gpus:
+            r.fail("gpusPerTask", task.gpus_per_task, f"must be at most {other.gpus}, the GPUs of {other.name}")
+        if other.gpus and other.architecture != "x86_64":
+            r.fail(key, other.name, "is an arm64 GPU type: the ECS GPU-optimized AMI is x86_64 only")
+    for other in spot_types:
+        if (other.architecture, bool(other.gpus)) != (instance.architecture, bool(instance.gpus)):
+            r.fail("spotInstanceTypes", other.name,
+                   f"must match instanceType {instance.name} in architecture ({instance.architecture}) and in "
+                   "having GPUs, so one AMI and one task definition serve both groups")
+    if instance.gpus and cap.root_volume_gib < GPU_MIN_ROOT_VOLUME_GIB:
+        r.fail("instanceRootVolumeGiB", cap.root_volume_gib,
+               f"must be at least {GPU_MIN_ROOT_VOLUME_GIB} on GPU type {instance.name}: the GPU AMI and CUDA "
+               "model images do not fit in less")
+
+
+def _check_capacity_providers(r: _Reader, s: Settings) -> None:
+    cap = s.capacity
+    if cap.spot:
+        if cap.spot_max_instances < 1:
+            r.fail("spotMaxCount", cap.spot_max_instances, "must be at least 1 when spotInstanceTypes is set")
+        if cap.spot_min_instances > cap.spot_max_instances:
+            r.fail("spotMinCount", cap.spot_min_instances,
+                   f"must not exceed spotMaxCount ({cap.spot_max_instances})")
+    elif cap.spot_weight or cap.spot_min_instances or cap.spot_max_instances:
+        r.fail("spotInstanceTypes", [], "must list the Spot instance types when spotWeight, spotMinCount or "
+               "spotMaxCount is set")
+    if cap.on_demand_weight + (cap.spot_weight if cap.spot else 0) == 0:
+        r.fail("onDemandWeight", cap.on_demand_weight, "and spotWeight cannot both be 0: ECS needs one provider "
+               "with a weight to place tasks beyond the base")
+    if cap.warm_pool_min_size > cap.max_instances:
+        r.fail("warmPoolMinSize", cap.warm_pool_min_size,
+               f"must not exceed instanceMaxCount ({cap.max_instances})")
+    if r.errors:
+        return
+    for provider in s.capacity_plan():
+        keys = ("instanceMaxCount", "instanceType") if provider.name == "onDemand" else ("spotMaxCount",
+                                                                                          "spotInstanceTypes")
+        if provider.tasks_per_instance == 0:
+            r.fail(keys[1], provider.instance_type, f"cannot hold one task of {s.task.cpu} CPU units, "
+                   f"{s.task.memory_mib} MiB and {s.task.gpus_per_task} GPUs ({provider.binding_limit} runs out)")
+        elif not provider.placeable:
+            r.fail("maxTaskCount", s.service.max_tasks,
+                   f"cannot be placed: the strategy puts {provider.tasks_at_max} tasks on the {provider.name} "
+                   f"provider, whose {provider.instance_type} holds {provider.tasks_per_instance} (limited by "
+                   f"{provider.binding_limit}) and whose {keys[0]} is {provider.max_instances}, so at most "
+                   f"{provider.tasks_per_instance * provider.max_instances} fit")
+
+
+def _check_schedules(r: _Reader, s: Settings) -> None:
+    scaling, cap = s.scaling, s.capacity
+    if bool(scaling.scale_to_zero_cron) != bool(scaling.scale_up_cron):
+        r.fail("scaleUpCron" if scaling.scale_to_zero_cron else "scaleToZeroCron", "",
+               "must be set together with the other schedule (scaleToZeroCron and scaleUpCron)")
+    if scaling.scheduled:
+        for key, value in (("instanceMinCount", cap.min_instances), ("spotMinCount", cap.spot_min_instances)):
+            if value:
+                r.fail(key, value, "must be 0 when the service scales to zero on a schedule, or the instances "
+                       "keep running with no task")
 
 
 def _check_network(r: _Reader, net: NetworkSettings) -> None:
@@ -440,6 +574,9 @@ def _check_prod(r: _Reader, s: Settings) -> None:
     if s.capacity.min_instances < 2:
         r.fail("instanceMinCount", s.capacity.min_instances,
                f"must be at least 2 with {why}, so the tasks are spread over two instances")
+    if s.capacity.spot and s.capacity.on_demand_base_tasks < 2:
+        r.fail("onDemandBaseTasks", s.capacity.on_demand_base_tasks,
+               f"must be at least 2 with Spot and {why}, so a wave of Spot interruptions cannot stop the service")
     if s.task.image.reference == "latest":
         r.fail("image", "latest", f"must be a version tag or digest with {why}: its tags are immutable, "
                "so 'latest' could be pushed only once")

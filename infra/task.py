@@ -46,6 +46,12 @@ def container_definitions(task: TaskSettings, health_check_path: str, image: str
         "linuxParameters": {"initProcessEnabled": True},
         "ulimits": [{"name": "nofile", "softLimit": OPEN_FILES_LIMIT, "hardLimit": OPEN_FILES_LIMIT}],
     }
+    if task.gpus_per_task:
+        container["resourceRequirements"] = [{"type": "GPU", "value": str(task.gpus_per_task)}]
+        # NCCL and CUDA pin host memory: an unlimited memlock keeps them from failing under load.
+        container["ulimits"].append({"name": "memlock", "softLimit": -1, "hardLimit": -1})
+    if task.shared_memory_mib:
+        container["linuxParameters"]["sharedMemorySize"] = task.shared_memory_mib
     if task.user:
         container["user"] = task.user
     if task.read_only_root_filesystem:

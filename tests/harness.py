@@ -7,7 +7,7 @@ returned, its parent, its dependencies and its resource options.
 
 from __future__ import annotations
 
-import json
+import functools
 import runpy
 import threading
 from collections.abc import Mapping
@@ -22,6 +22,9 @@ from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.settings import ROOT, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from infra.settings import project_schema
+from tools.config_table import config_text
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
@@ -167,34 +170,45 @@ class _RecordingMonitor(mocks.MockMonitor):
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
 
-def _config_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
+@functools.cache
+def _stack_file(path: Path) -> dict[str, Any]:
+    return dict(yaml.load(path.read_text(), Loader=yaml.CSafeLoader))
 
 
 def stack_config(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> dict[str, str]:
     """Full config map as the CLI would pass it: project defaults < stack file < overrides."""
-    schema = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["config"]
-    config = {f"{PROJECT}:{key}": _config_text(spec["default"]) for key, spec in schema.items() if "default" in spec}
+    config = {f"{PROJECT}:{key}": config_text(spec["default"]) for key, spec in project_schema().items()}
     stack_file = PROJECT_DIR / f"Pulumi.{stack}.yaml"
     if use_stack_file and stack_file.exists():
-        for key, value in (yaml.safe_load(stack_file.read_text()).get("config") or {}).items():
-            config[key] = _config_text(value)
+        for key, value in (_stack_file(stack_file).get("config") or {}).items():
+            config[key] = config_text(value)
     for key, value in (overrides or {}).items():
-        config[key if ":" in key else f"{PROJECT}:{key}"] = _config_text(value)
+        config[key if ":" in key else f"{PROJECT}:{key}"] = config_text(value)
     return config
 
 
 def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> StackRun:
     """Run __main__.py for `stack` under mocks; raise what the program raises."""
     run = StackRun(stack=stack, config=stack_config(stack, overrides, use_stack_file))
+    _execute(run)
+    return run
+
+
+def run_stack_expecting_error(stack: str, overrides: Mapping[str, Any]) -> tuple[StackRun, BaseException]:
+    """Run a program that must fail; return what it registered before failing, and the error."""
+    run = StackRun(stack=stack, config=stack_config(stack, overrides))
+    try:
+        _execute(run)
+    except Exception as error:
+        return run, error
+    raise AssertionError(f"stack {stack} with {dict(overrides)} did not fail")
+
+
+def _execute(run: StackRun) -> None:
     pulumi.runtime.set_all_config(run.config)
     ROOT.set(None)
     mocks_ = _Mocks(run)
-    mocks.set_mocks(mocks_, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(mocks_))
+    mocks.set_mocks(mocks_, project=PROJECT, stack=run.stack, preview=False, monitor=_RecordingMonitor(mocks_))
 
     def program() -> None:
         runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
@@ -204,4 +218,3 @@ def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_
     assert root is not None
     run.outputs = {key: _sync_await(pulumi.Output.from_input(value).future())
                    for key, value in getattr(root, "outputs", {}).items()}
-    return run

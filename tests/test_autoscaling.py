@@ -1,0 +1,45 @@
+"""Service autoscaling: the scalable target and its two target-tracking policies."""
+
+import pytest
+
+from infra.autoscaling import request_count_label
+from tests.harness import StackRun
+
+POLICY = "aws:appautoscaling/policy:Policy"
+
+
+def policy(run: StackRun, metric: str) -> dict:
+    (found,) = [p for p in run.of_type(POLICY) if p["targetTrackingScalingPolicyConfiguration"][
+        "predefinedMetricSpecification"]["predefinedMetricType"] == metric]
+    return found["targetTrackingScalingPolicyConfiguration"]
+
+
+@pytest.mark.parametrize(("stack", "bounds"), [("dev", (1, 2)), ("prod", (2, 10))])
+def test_scalable_target_is_the_service_with_bounds_from_config(stack: str, bounds: tuple[int, int],
+                                                               request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    target = run.one("aws:appautoscaling/target:Target")
+    assert (target["minCapacity"], target["maxCapacity"]) == bounds
+    assert target["serviceNamespace"] == "ecs"
+    assert target["scalableDimension"] == "ecs:service:DesiredCount"
+    assert target["resourceId"] == f"service/{run.outputs['clusterName']}/{run.outputs['serviceName']}"
+    for p in run.of_type(POLICY):
+        assert p["resourceId"] == target["resourceId"]
+        assert p["policyType"] == "TargetTrackingScaling"
+
+
+def test_request_count_policy_is_labelled_lb_suffix_slash_tg_suffix(run: StackRun) -> None:
+    config = policy(run, "ALBRequestCountPerTarget")
+    lb = run.one("aws:lb/loadBalancer:LoadBalancer").state["arnSuffix"]
+    tg = run.one("aws:lb/targetGroup:TargetGroup").state["arnSuffix"]
+    label = config["predefinedMetricSpecification"]["resourceLabel"]
+    assert label == f"{lb}/{tg}" == request_count_label(lb, tg)
+    assert label.startswith("app/") and "/targetgroup/" in label
+    assert config["targetValue"] == 1000
+
+
+def test_cpu_policy_and_cooldowns(run: StackRun) -> None:
+    cpu = policy(run, "ECSServiceAverageCPUUtilization")
+    assert cpu["targetValue"] == 60
+    for config in (cpu, policy(run, "ALBRequestCountPerTarget")):
+        assert (config["scaleOutCooldown"], config["scaleInCooldown"]) == (60, 300)

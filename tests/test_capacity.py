@@ -1,0 +1,186 @@
+"""High-throughput capacity: real instance data, the capacity plan, GPUs, Spot, warm pools, schedules."""
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.capacity_plan import GroupSpec, TaskSize, fit, split
+from infra.cluster import AMI_PARAMETERS
+from infra.instance_types import DATA_FILE, InstanceType, instance_types
+from infra.settings import SettingsError
+from tests.harness import StackRun, run_stack, run_stack_expecting_error
+from tests.test_settings import error
+from tools.instance_types import describe
+
+GPU_STACK = {"instanceType": "g5.2xlarge", "instanceRootVolumeGiB": 150, "gpusPerTask": 1, "sharedMemoryMiB": 2048,
+             "taskCpu": 4096, "taskMemoryMiB": 16384, "spotInstanceTypes": [], "spotMaxCount": 0,
+             "onDemandWeight": 1, "spotWeight": 0, "instanceMaxCount": 2}
+
+
+def container(run: StackRun) -> dict[str, Any]:
+    (definition,) = json.loads(run.one("aws:ecs/taskDefinition:TaskDefinition")["containerDefinitions"])
+    return definition
+
+
+class PublishedCatalogue:
+    """An EC2 client whose DescribeInstanceTypes answers from the copy of AWS's data that moto ships
+    (moto's own mock serves the same file, but takes a second to start its EC2 backend)."""
+
+    def __init__(self) -> None:
+        spec = importlib.util.find_spec("moto")
+        assert spec and spec.submodule_search_locations
+        path = Path(spec.submodule_search_locations[0]) / "ec2" / "resources" / "instance_types.json.gz"
+        self.items = json.loads(gzip.decompress(path.read_bytes()))
+
+    def get_paginator(self, operation: str) -> "PublishedCatalogue":
+        assert operation == "describe_instance_types"
+        return self
+
+    def paginate(self, InstanceTypes: list[str] | None = None) -> list[dict[str, Any]]:  # noqa: N803 - AWS's name
+        names = InstanceTypes or sorted(self.items)
+        return [{"InstanceTypes": [self.items[name] for name in names[i:i + 100]]} for i in range(0, len(names), 100)]
+
+
+def test_instance_data_is_awss_own() -> None:
+    """The committed table is what DescribeInstanceTypes publishes, and what tools/instance_types.py writes."""
+    assert json.loads(DATA_FILE.read_text()) == describe(PublishedCatalogue())
+    assert instance_types()["g4dn.12xlarge"] == InstanceType("g4dn.12xlarge", 48, 196608, 8, 4, "x86_64")
+
+
+def test_fit_reports_every_binding_limit() -> None:
+    types = instance_types()
+    assert fit(types["t3.medium"], TaskSize(512, 1024, 0)).binding_limit == "network interfaces"
+    both = fit(types["c6i.2xlarge"], TaskSize(2048, 4096, 0))
+    assert (both.tasks_per_instance, both.binding_limit) == (3, "cpu, memory, network interfaces")
+    gpu = fit(types["g4dn.12xlarge"], TaskSize(1024, 4096, 2))
+    assert (gpu.tasks_per_instance, gpu.binding_limit) == (2, "gpus")
+
+
+def test_strategy_split_puts_the_base_first_then_weights() -> None:
+    instance = instance_types()["c6i.2xlarge"]
+    groups = [GroupSpec("onDemand", (instance,), 2, 1, 6), GroupSpec("spot", (instance,), 0, 3, 6)]
+    assert split(10, groups) == {"onDemand": 4, "spot": 6}
+    assert split(2, groups) == {"onDemand": 2, "spot": 0}
+    assert split(1, groups) == {"onDemand": 1, "spot": 0}
+
+
+def test_capacity_plans_are_stack_outputs(dev: StackRun, prod: StackRun) -> None:
+    assert dev.outputs["capacityPlan"] == {
+        "onDemand": {"instanceType": "t3.medium", "tasksPerInstance": 2, "bindingLimit": "network interfaces",
+                     "tasksAtMin": 0, "tasksAtMax": 0, "instancesAtMin": 0, "instancesAtMax": 0, "maxInstances": 1},
+        "spot": {"instanceType": "t3.medium", "tasksPerInstance": 2, "bindingLimit": "network interfaces",
+                 "tasksAtMin": 1, "tasksAtMax": 2, "instancesAtMin": 1, "instancesAtMax": 1, "maxInstances": 2},
+    }
+    assert prod.outputs["capacityPlan"] == {
+        "onDemand": {"instanceType": "c6i.2xlarge", "tasksPerInstance": 3,
+                     "bindingLimit": "cpu, memory, network interfaces", "tasksAtMin": 2, "tasksAtMax": 4,
+                     "instancesAtMin": 2, "instancesAtMax": 3, "maxInstances": 6},
+        "spot": {"instanceType": "c6i.2xlarge", "tasksPerInstance": 3,
+                 "bindingLimit": "cpu, memory, network interfaces", "tasksAtMin": 0, "tasksAtMax": 6,
+                 "instancesAtMin": 0, "instancesAtMax": 3, "maxInstances": 6},
+    }
+
+
+def test_spot_plan_uses_the_type_that_holds_the_fewest_tasks() -> None:
+    run = run_stack("prod", overrides={"spotInstanceTypes": ["c6i.2xlarge", "c6i.large"], "taskCpu": 1024,
+                                       "taskMemoryMiB": 2048})
+    spot = run.outputs["capacityPlan"]["spot"]
+    assert (spot["instanceType"], spot["tasksPerInstance"], spot["bindingLimit"]) == ("c6i.large", 1, "cpu, memory")
+
+
+def test_gpu_stack_uses_the_gpu_ami_and_reserves_gpus() -> None:
+    run = run_stack("dev", overrides=GPU_STACK)
+    assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["gpu"]}) in run.invokes
+    assert AMI_PARAMETERS["gpu"] == "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+    (template,) = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template["instanceType"] == "g5.2xlarge"
+    assert template["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 150
+    c = container(run)
+    assert c["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+    assert c["linuxParameters"]["sharedMemorySize"] == 2048
+    assert {"name": "memlock", "softLimit": -1, "hardLimit": -1} in c["ulimits"]
+    plan = run.outputs["capacityPlan"]["onDemand"]
+    assert (plan["tasksPerInstance"], plan["bindingLimit"]) == (1, "cpu, memory, gpus")
+
+
+def test_cpu_stacks_reserve_no_gpu(run: StackRun) -> None:
+    c = container(run)
+    assert "resourceRequirements" not in c and "sharedMemorySize" not in c["linuxParameters"]
+    assert [u["name"] for u in c["ulimits"]] == ["nofile"]
+
+
+def test_graviton_types_use_the_arm64_ami() -> None:
+    run = run_stack("dev", overrides={"instanceType": "m7g.large", "spotInstanceTypes": ["m7g.large", "m6g.large"]})
+    assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["arm64"]}) in run.invokes
+    assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["x86_64"]}) not in run.invokes
+
+
+def test_dev_scales_to_zero_at_night_and_weekends(dev: StackRun) -> None:
+    actions = {a.name.rsplit("-", 2)[-2] + "-" + a.name.rsplit("-", 1)[-1]: a
+               for a in dev.of_type("aws:appautoscaling/scheduledAction:ScheduledAction")}
+    target = dev.one("aws:appautoscaling/target:Target")
+    assert actions["to-zero"]["schedule"] == "cron(0 19 ? * MON-FRI *)"
+    assert actions["to-zero"]["scalableTargetAction"] == {"minCapacity": 0, "maxCapacity": 0}
+    assert actions["scale-up"]["schedule"] == "cron(0 7 ? * MON-FRI *)"
+    assert actions["scale-up"]["scalableTargetAction"] == {"minCapacity": 1, "maxCapacity": 2}
+    for action in actions.values():
+        assert action["timezone"] == "Europe/London"
+        assert action["resourceId"] == target["resourceId"]
+    assert target.ignore_changes == ["minCapacity", "maxCapacity"]
+
+
+def test_prod_has_no_schedule(prod: StackRun) -> None:
+    assert prod.of_type("aws:appautoscaling/scheduledAction:ScheduledAction") == []
+    assert prod.one("aws:appautoscaling/target:Target").ignore_changes == []
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"gpusPerTask": 1}, "model-serving:instanceType = 't3.medium': has no GPUs, but gpusPerTask is 1: choose a GPU "
+                         "type"),
+    ({**GPU_STACK, "gpusPerTask": 2}, "model-serving:gpusPerTask = 2: must be at most 1, the GPUs of g5.2xlarge"),
+    ({**GPU_STACK, "instanceRootVolumeGiB": 60},
+     "model-serving:instanceRootVolumeGiB = 60: must be at least 100 on GPU type g5.2xlarge"),
+    ({**GPU_STACK, "sharedMemoryMiB": 16384},
+     "model-serving:sharedMemoryMiB = 16384: must be less than taskMemoryMiB (16384)"),
+    ({**GPU_STACK, "instanceType": "g5g.xlarge", "taskCpu": 2048, "taskMemoryMiB": 4096},
+     "model-serving:instanceType = 'g5g.xlarge': is an arm64 GPU type: the ECS GPU-optimized AMI is x86_64 only"),
+    ({"spotInstanceTypes": ["t3.medium", "m7g.large"]},
+     "model-serving:spotInstanceTypes = 'm7g.large': must match instanceType t3.medium in architecture (x86_64)"),
+    ({"spotInstanceTypes": ["t3.medium", "nope.large"]},
+     "model-serving:spotInstanceTypes = 'nope.large': must be an EC2 instance type listed in"),
+    ({"spotInstanceTypes": [], "spotMaxCount": 0},
+     "model-serving:spotInstanceTypes = []: must list the Spot instance types when spotWeight, spotMinCount or "
+     "spotMaxCount is set"),
+    ({"spotMaxCount": 0}, "model-serving:spotMaxCount = 0: must be at least 1 when spotInstanceTypes is set"),
+    ({"spotMinCount": 3}, "model-serving:spotMinCount = 3: must not exceed spotMaxCount (2)"),
+    ({"spotWeight": 0}, "model-serving:onDemandWeight = 0: and spotWeight cannot both be 0"),
+    ({"warmPoolMinSize": 2}, "model-serving:warmPoolMinSize = 2: must not exceed instanceMaxCount (1)"),
+    ({"scaleUpCron": ""}, "model-serving:scaleUpCron = '': must be set together with the other schedule"),
+    ({"scaleToZeroCron": "0 19 * * 1-5"}, "model-serving:scaleToZeroCron = '0 19 * * 1-5': must be empty or "
+                                          "cron(minutes hours day-of-month month day-of-week year)"),
+    ({"scheduleTimezone": "Mars/Olympus"},
+     "model-serving:scheduleTimezone = 'Mars/Olympus': must be an IANA time zone"),
+    ({"instanceMinCount": 1}, "model-serving:instanceMinCount = 1: must be 0 when the service scales to zero on a "
+                              "schedule"),
+    ({"taskCpu": 2048, "taskMemoryMiB": 1024, "instanceType": "t3.small", "spotInstanceTypes": ["t3.small"]},
+     "model-serving:taskCpu = 2048: must be at most 1920 on t3.small"),
+])
+def test_capacity_rules(overrides: dict[str, Any], expected: str) -> None:
+    assert expected in error("dev", **overrides)
+
+
+def test_prod_with_spot_keeps_two_tasks_on_demand() -> None:
+    assert "model-serving:onDemandBaseTasks = 1: must be at least 2 with Spot and environmentClass prod" in error(
+        "prod", onDemandBaseTasks=1)
+
+
+def test_a_plan_that_cannot_place_the_maximum_is_refused_before_any_resource() -> None:
+    run, raised = run_stack_expecting_error("prod", {"maxTaskCount": 40})
+    assert isinstance(raised, SettingsError) and run.resources == []
+    assert ("model-serving:maxTaskCount = 40: cannot be placed: the strategy puts 29 tasks on the spot provider, "
+            "whose c6i.2xlarge holds 3 (limited by cpu, memory, network interfaces) and whose spotMaxCount is 6, "
+            "so at most 18 fit") in str(raised)

@@ -1,0 +1,207 @@
+"""Cluster capacity: cluster, instance role, launch templates, Auto Scaling groups, capacity providers."""
+
+import base64
+import json
+
+import pytest
+
+from infra.cluster import AMI_PARAMETERS
+from infra.naming import RESERVED_CAPACITY_PROVIDER_PREFIXES
+from tests.harness import AMI_ID, Registered, StackRun
+
+ASG = "aws:autoscaling/group:Group"
+LT = "aws:ec2/launchTemplate:LaunchTemplate"
+CP = "aws:ecs/capacityProvider:CapacityProvider"
+ASSOCIATION = "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"
+KINDS = ("instances", "spot")  # the On-Demand group and the Spot group: both real stacks have both
+
+
+def group(run: StackRun, type_: str, kind: str) -> Registered:
+    """The launch template, Auto Scaling group or capacity provider of the On-Demand or Spot group."""
+    (found,) = [r for r in run.of_type(type_) if r.name.endswith("-spot") == (kind == "spot")]
+    return found
+
+
+def agent_config(run: StackRun, kind: str) -> dict[str, str]:
+    script = base64.b64decode(group(run, LT, kind)["userData"]).decode()
+    assert script.startswith("#!/bin/bash\n") and "/etc/ecs/ecs.config" in script
+    lines = script.split("<<'EOF' >> /etc/ecs/ecs.config\n", 1)[1].split("\nEOF", 1)[0].splitlines()
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_cluster_has_container_insights(run: StackRun) -> None:
+    assert run.one("aws:ecs/cluster:Cluster")["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+
+
+def test_instance_role_is_for_ec2_with_ecs_and_ssm_policies_only(run: StackRun) -> None:
+    (role,) = [r for r in run.of_type("aws:iam/role:Role") if r.name.endswith("-instance")]
+    trust = json.loads(role["assumeRolePolicy"])["Statement"]
+    assert trust == [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    attached = {a["policyArn"] for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if a["role"] == role.state["name"]}
+    assert attached == {"arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",
+                        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+    assert run.one("aws:iam/instanceProfile:InstanceProfile")["role"] == role.state["name"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_launch_templates_read_the_ecs_ami_from_ssm_at_deploy_time(run: StackRun, kind: str) -> None:
+    assert AMI_PARAMETERS["x86_64"] == "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+    assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["x86_64"]}) in run.invokes
+    assert group(run, LT, kind)["imageId"] == AMI_ID
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_launch_templates_require_imdsv2_with_hop_limit_one(run: StackRun, kind: str) -> None:
+    metadata = group(run, LT, kind)["metadataOptions"]
+    assert metadata["httpTokens"] == "required"
+    assert metadata["httpPutResponseHopLimit"] == 1
+    assert metadata["httpEndpoint"] == "enabled"
+
+
+@pytest.mark.parametrize(("stack", "size"), [("dev", 30), ("prod", 50)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_root_volume_is_encrypted_gp3_sized_by_config(stack: str, size: int, kind: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    (root,) = group(request.getfixturevalue(stack), LT, kind)["blockDeviceMappings"]
+    assert root["deviceName"] == "/dev/xvda"
+    assert root["ebs"] == {"volumeSize": size, "volumeType": "gp3", "encrypted": "true",
+                           "deleteOnTermination": "true"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_instances_get_no_public_ip_and_the_instance_group(run: StackRun, kind: str) -> None:
+    template = group(run, LT, kind)
+    (nic,) = template["networkInterfaces"]
+    assert nic["associatePublicIpAddress"] == "false"
+    instances = next(g for g in run.of_type("aws:ec2/securityGroup:SecurityGroup") if g.name.endswith("-instances"))
+    assert nic["securityGroups"] == [f"{instances.name}-id"]
+    assert template["iamInstanceProfile"]["arn"] == run.one("aws:iam/instanceProfile:InstanceProfile").state["arn"]
+
+
+@pytest.mark.parametrize(("stack", "stop_timeout", "warm_pool"), [("dev", "30s", False), ("prod", "60s", True)])
+def test_user_data_configures_the_ecs_agent(stack: str, stop_timeout: str, warm_pool: bool,
+                                            request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    common = {
+        "ECS_CLUSTER": run.one("aws:ecs/cluster:Cluster").state["name"],
+        "ECS_ENABLE_TASK_IAM_ROLE": "true",
+        "ECS_AWSVPC_BLOCK_IMDS": "true",
+        "ECS_CONTAINER_STOP_TIMEOUT": stop_timeout,
+        "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached",
+        "ECS_ENABLE_CONTAINER_METADATA": "true",
+    }
+    on_demand = {**common, "ECS_WARM_POOLS_CHECK": "true"} if warm_pool else common
+    assert agent_config(run, "instances") == on_demand
+    assert agent_config(run, "spot") == {**common, "ECS_ENABLE_SPOT_INSTANCE_DRAINING": "true"}
+
+
+@pytest.mark.parametrize(("stack", "on_demand", "spot"), [("dev", (0, 1), (0, 2)), ("prod", (2, 6), (0, 6))])
+def test_auto_scaling_group_sizes_come_from_config(stack: str, on_demand: tuple[int, int], spot: tuple[int, int],
+                                                   request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    for kind, sizes in (("instances", on_demand), ("spot", spot)):
+        asg = group(run, ASG, kind)
+        assert (asg["minSize"], asg["maxSize"]) == sizes
+        assert "desiredCapacity" not in asg.inputs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_auto_scaling_groups_are_ecs_managed(run: StackRun, kind: str) -> None:
+    asg = group(run, ASG, kind)
+    assert asg["protectFromScaleIn"] is True
+    assert asg["forceDelete"] is True
+    assert asg.ignore_changes == ["desiredCapacity"]
+    assert {"key": "AmazonECSManaged", "value": "true", "propagateAtLaunch": True} in asg["tags"]
+    tags = {t["key"]: t for t in asg["tags"]}
+    for key in ("project", "environment", "stack", "Name"):
+        assert tags[key]["propagateAtLaunch"] is True
+    assert asg["vpcZoneIdentifiers"] == run.one("awsx:ec2:Vpc").state["privateSubnetIds"]
+
+
+def test_on_demand_group_uses_its_launch_template(run: StackRun) -> None:
+    asg, template = group(run, ASG, "instances"), group(run, LT, "instances")
+    assert asg["launchTemplate"] == {"id": f"{template.name}-id", "version": "1"}
+    assert template["instanceType"] == {"dev": "t3.medium", "prod": "c6i.2xlarge"}[run.stack]
+    assert "mixedInstancesPolicy" not in asg.inputs
+
+
+@pytest.mark.parametrize(("stack", "types"), [
+    ("dev", ["t3.medium", "t3a.medium", "m5.large", "m6i.large", "m6a.large"]),
+    ("prod", ["c6i.2xlarge", "c6a.2xlarge", "c5.2xlarge", "c5a.2xlarge", "m6i.2xlarge"]),
+])
+def test_spot_group_mixes_interchangeable_types_price_capacity_optimized(stack: str, types: list[str],
+                                                                        request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    asg, template = group(run, ASG, "spot"), group(run, LT, "spot")
+    policy = asg["mixedInstancesPolicy"]
+    assert policy["instancesDistribution"] == {"onDemandBaseCapacity": 0, "onDemandPercentageAboveBaseCapacity": 0,
+                                               "spotAllocationStrategy": "price-capacity-optimized"}
+    assert policy["launchTemplate"]["launchTemplateSpecification"] == {"launchTemplateId": f"{template.name}-id",
+                                                                       "version": "1"}
+    assert [o["instanceType"] for o in policy["launchTemplate"]["overrides"]] == types
+    assert "instanceType" not in template.inputs and "launchTemplate" not in asg.inputs
+    assert asg["capacityRebalance"] is True
+    assert "warmPool" not in asg.inputs  # AWS refuses warm pools on Spot groups
+
+
+def test_prod_on_demand_group_keeps_a_warm_pool_dev_none(dev: StackRun, prod: StackRun) -> None:
+    asg = group(prod, ASG, "instances")
+    assert asg["warmPool"] == {"poolState": "Stopped", "minSize": 1}
+    assert asg["forceDeleteWarmPool"] is True
+    assert "warmPool" not in group(dev, ASG, "instances").inputs
+
+
+@pytest.mark.parametrize(("stack", "target", "max_step"), [("dev", 100, 2), ("prod", 80, 3)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_capacity_providers_manage_scaling_termination_and_draining(stack: str, target: int, max_step: int,
+                                                                    kind: str, request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    provider = group(run, CP, kind)["autoScalingGroupProvider"]
+    assert provider["autoScalingGroupArn"] == group(run, ASG, kind).state["arn"]
+    assert provider["managedTerminationProtection"] == "ENABLED"
+    assert provider["managedDraining"] == "ENABLED"
+    assert provider["managedScaling"] == {"status": "ENABLED", "targetCapacity": target,
+                                         "minimumScalingStepSize": 1, "maximumScalingStepSize": max_step,
+                                         "instanceWarmupPeriod": 300}
+
+
+def test_termination_protection_implies_a_scale_in_protected_group(run: StackRun) -> None:
+    for provider in run.of_type(CP):
+        config = provider["autoScalingGroupProvider"]
+        asg = next(g for g in run.of_type(ASG) if g.state["arn"] == config["autoScalingGroupArn"])
+        assert config["managedTerminationProtection"] != "ENABLED" or asg["protectFromScaleIn"] is True
+        assert config["managedScaling"]["status"] == "ENABLED"
+
+
+def test_capacity_provider_names_are_accepted_by_aws(run: StackRun) -> None:
+    for provider in run.of_type(CP):
+        assert "name" not in provider.inputs  # auto-named from the logical name
+        assert not provider.name.lower().startswith(RESERVED_CAPACITY_PROVIDER_PREFIXES)
+
+
+@pytest.mark.parametrize(("stack", "strategy"), [
+    ("dev", [("spot", 1, 0)]),
+    ("prod", [("instances", 1, 2), ("spot", 3, 0)]),
+])
+def test_both_providers_are_associated_with_the_strategy_as_default(stack: str, strategy: list[tuple[str, int, int]],
+                                                                    request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    association = run.one(ASSOCIATION)
+    names = {kind: group(run, CP, kind).state["name"] for kind in KINDS}
+    assert association["clusterName"] == run.one("aws:ecs/cluster:Cluster").state["name"]
+    assert association["capacityProviders"] == [names["instances"], names["spot"]]
+    expected = [{"capacityProvider": names[kind], "weight": weight, "base": base} for kind, weight, base in strategy]
+    assert association["defaultCapacityProviderStrategies"] == expected
+    assert run.one("aws:ecs/service:Service")["capacityProviderStrategies"] == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_destroy_order_is_service_association_provider_group_cluster(run: StackRun, kind: str) -> None:
+    service, association = run.one("aws:ecs/service:Service"), run.one(ASSOCIATION)
+    provider, asg, template = group(run, CP, kind), group(run, ASG, kind), group(run, LT, kind)
+    # Pulumi deletes a dependent before its dependency, so this chain is the deletion order.
+    assert run.depends_on(service, association)
+    assert run.depends_on(association, provider)
+    assert run.depends_on(provider, asg)
+    assert run.depends_on(asg, template) and run.depends_on(template, run.one("aws:ecs/cluster:Cluster"))

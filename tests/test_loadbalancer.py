@@ -1,0 +1,81 @@
+"""Load balancer: the ALB, the ip target group's health check, listeners and access logs."""
+
+import json
+
+import pytest
+
+from infra.loadbalancer import TLS_POLICY
+from tests.conftest import CERTIFICATE
+from tests.harness import ELB_ACCOUNT_ARN, StackRun
+
+LB = "aws:lb/loadBalancer:LoadBalancer"
+TG = "aws:lb/targetGroup:TargetGroup"
+LISTENER = "aws:lb/listener:Listener"
+
+
+@pytest.mark.parametrize(("stack", "protected", "idle"), [("dev", False, 60), ("prod", True, 120)])
+def test_alb_is_public_hardened_and_protected_in_prod(stack: str, protected: bool, idle: int,
+                                                      request: pytest.FixtureRequest) -> None:
+    lb = request.getfixturevalue(stack).one(LB)
+    assert lb["loadBalancerType"] == "application"
+    assert lb["internal"] is False
+    assert lb["dropInvalidHeaderFields"] is True
+    assert lb["desyncMitigationMode"] == "defensive"
+    assert lb["enableDeletionProtection"] is protected
+    assert lb["idleTimeout"] == idle
+
+
+@pytest.mark.parametrize(("stack", "delay"), [("dev", 30), ("prod", 60)])
+def test_target_group_is_ip_with_the_tuned_health_check(stack: str, delay: int,
+                                                        request: pytest.FixtureRequest) -> None:
+    tg = request.getfixturevalue(stack).one(TG)
+    assert tg["targetType"] == "ip"
+    assert (tg["protocol"], tg["port"]) == ("HTTP", 8080)
+    assert tg["deregistrationDelay"] == delay
+    assert tg["loadBalancingAlgorithmType"] == "least_outstanding_requests"
+    assert tg["healthCheck"] == {"enabled": True, "protocol": "HTTP", "port": "traffic-port", "path": "/health",
+                                 "matcher": "200", "interval": 10, "timeout": 5, "healthyThreshold": 2,
+                                 "unhealthyThreshold": 3}
+
+
+def test_health_check_path_comes_from_config(dev_variant: StackRun) -> None:
+    assert dev_variant.one(TG)["healthCheck"]["path"] == "/v1/ready"
+
+
+def test_without_a_certificate_http_forwards_to_the_target_group(run: StackRun) -> None:
+    (listener,) = run.of_type(LISTENER)
+    assert (listener["port"], listener["protocol"]) == (80, "HTTP")
+    assert listener["defaultActions"] == [{"type": "forward", "targetGroupArn": run.one(TG).state["arn"]}]
+    assert listener["loadBalancerArn"] == run.one(LB).state["arn"]
+
+
+def test_with_a_certificate_http_redirects_to_a_modern_https_listener(prod_variant: StackRun) -> None:
+    run = prod_variant
+    listeners = {listener["port"]: listener for listener in run.of_type(LISTENER)}
+    assert listeners[80]["defaultActions"] == [{"type": "redirect", "redirect": {
+        "protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]
+    https = listeners[443]
+    assert (https["protocol"], https["sslPolicy"], https["certificateArn"]) == ("HTTPS", TLS_POLICY, CERTIFICATE)
+    assert TLS_POLICY == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert https["defaultActions"] == [{"type": "forward", "targetGroupArn": run.one(TG).state["arn"]}]
+
+
+def test_prod_writes_access_logs_to_a_private_retained_bucket(prod: StackRun) -> None:
+    bucket = prod.one("aws:s3/bucket:Bucket")
+    lb = prod.one(LB)
+    assert lb["accessLogs"] == {"bucket": f"{bucket.name}-id", "prefix": "alb", "enabled": True}
+    assert prod.depends_on(lb, prod.one("aws:s3/bucketPolicy:BucketPolicy"))
+    assert bucket.retain_on_delete is True and bucket["forceDestroy"] is False
+    block = prod.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert all(block[flag] is True for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
+                                                "restrictPublicBuckets"))
+    statements = json.loads(prod.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])["Statement"]
+    assert statements[0]["Principal"] == {"AWS": ELB_ACCOUNT_ARN}
+    assert statements[0]["Resource"] == f"{bucket.state['arn']}/alb/AWSLogs/123456789012/*"
+    assert statements[2]["Effect"] == "Deny" and statements[2]["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_dev_has_no_access_log_bucket(dev: StackRun) -> None:
+    assert dev.of_type("aws:s3/bucket:Bucket") == []
+    assert "accessLogs" not in dev.one(LB).inputs

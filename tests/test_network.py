@@ -1,0 +1,84 @@
+"""Network: VPC per environment, existing-VPC mode, and the security-group chain."""
+
+from tests.harness import StackRun
+
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+GROUP = "aws:ec2/securityGroup:SecurityGroup"
+
+
+def groups(run: StackRun) -> dict[str, str]:
+    """Security group suffix (alb, tasks, instances) -> its mock id."""
+    return {g.name.rsplit("-", 1)[-1]: f"{g.name}-id" for g in run.of_type(GROUP)}
+
+
+def test_new_vpc_per_environment(dev: StackRun, prod: StackRun) -> None:
+    dev_vpc, prod_vpc = dev.one("awsx:ec2:Vpc"), prod.one("awsx:ec2:Vpc")
+    assert dev_vpc["numberOfAvailabilityZones"] == 2
+    assert dev_vpc["natGateways"] == {"strategy": "Single"}
+    assert prod_vpc["numberOfAvailabilityZones"] == 3
+    assert prod_vpc["natGateways"] == {"strategy": "OnePerAz"}
+    for vpc in (dev_vpc, prod_vpc):
+        assert [spec["type"] for spec in vpc["subnetSpecs"]] == ["Public", "Private"]
+
+
+def test_instances_and_tasks_live_in_private_subnets_and_the_alb_in_public_ones(run: StackRun) -> None:
+    vpc = run.one("awsx:ec2:Vpc").state
+    for group in run.of_type("aws:autoscaling/group:Group"):
+        assert group["vpcZoneIdentifiers"] == vpc["privateSubnetIds"]
+    assert run.one("aws:ecs/service:Service")["networkConfiguration"]["subnets"] == vpc["privateSubnetIds"]
+    assert run.one("aws:lb/loadBalancer:LoadBalancer")["subnets"] == vpc["publicSubnetIds"]
+
+
+def test_existing_vpc_is_used_as_given(dev_variant: StackRun) -> None:
+    existing = dev_variant
+    assert existing.of_type("awsx:ec2:Vpc") == []
+    assert {g["vpcId"] for g in existing.of_type(GROUP)} == {"vpc-0aaaaaaaaaaaaaaaa"}
+    assert existing.one("aws:lb/targetGroup:TargetGroup")["vpcId"] == "vpc-0aaaaaaaaaaaaaaaa"
+    for group in existing.of_type("aws:autoscaling/group:Group"):
+        assert group["vpcZoneIdentifiers"] == ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
+    assert existing.one("aws:lb/loadBalancer:LoadBalancer")["subnets"] == [
+        "subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
+
+
+def test_alb_accepts_http_only_from_configured_cidrs_without_a_certificate(run: StackRun) -> None:
+    alb = groups(run)["alb"]
+    rules = [r for r in run.of_type(INGRESS) if r["securityGroupId"] == alb]
+    assert {(r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in rules} == {(80, 80, "0.0.0.0/0")}
+
+
+def test_alb_opens_443_for_each_cidr_when_a_certificate_is_configured(dev_variant: StackRun) -> None:
+    secured = dev_variant
+    alb = groups(secured)["alb"]
+    rules = [r for r in secured.of_type(INGRESS) if r["securityGroupId"] == alb]
+    assert {(r["fromPort"], r["cidrIpv4"]) for r in rules} == {
+        (80, "203.0.113.0/24"), (80, "198.51.100.0/24"), (443, "203.0.113.0/24"), (443, "198.51.100.0/24")}
+
+
+def test_tasks_accept_only_the_container_port_from_the_alb_group(run: StackRun) -> None:
+    ids = groups(run)
+    rules = [r for r in run.of_type(INGRESS) if r["securityGroupId"] == ids["tasks"]]
+    assert len(rules) == 1
+    assert rules[0]["referencedSecurityGroupId"] == ids["alb"]
+    assert (rules[0]["fromPort"], rules[0]["toPort"], rules[0]["ipProtocol"]) == (8080, 8080, "tcp")
+    assert "cidrIpv4" not in rules[0].inputs
+
+
+def test_instances_have_no_inbound_rule(run: StackRun) -> None:
+    instances = groups(run)["instances"]
+    assert [r for r in run.of_type(INGRESS) if r["securityGroupId"] == instances] == []
+
+
+def test_alb_egress_reaches_only_the_tasks_on_the_container_port(run: StackRun) -> None:
+    ids = groups(run)
+    (rule,) = [r for r in run.of_type(EGRESS) if r["securityGroupId"] == ids["alb"]]
+    assert rule["referencedSecurityGroupId"] == ids["tasks"]
+    assert (rule["fromPort"], rule["toPort"]) == (8080, 8080)
+
+
+def test_every_rule_is_standalone_and_described(run: StackRun) -> None:
+    for group in run.of_type(GROUP):
+        assert "ingress" not in group.inputs and "egress" not in group.inputs, group.name
+        assert group["description"]
+    for rule in run.of_type(INGRESS) + run.of_type(EGRESS):
+        assert len(rule["description"]) > 10, rule.name

@@ -1,0 +1,87 @@
+"""Stack-wide behaviour: composition, tags, names, outputs, and stacks without a stack file."""
+
+import functools
+import json
+
+from infra.naming import AUTONAME_SUFFIX_LENGTH, LOAD_BALANCER_NAME_MAX, TARGET_GROUP_NAME_MAX
+from tests.harness import PROJECT, StackRun, run_stack
+
+
+@functools.cache
+def staging_defaults() -> StackRun:
+    """A new stack with a long name and no stack file of its own."""
+    return run_stack("performance-staging-eu", use_stack_file=False)
+
+
+COMPONENTS = {"Network", "Registry", "Logging", "Cluster", "Task", "LoadBalancer", "Service", "Autoscaling"}
+
+
+def test_every_piece_is_a_component_and_every_resource_has_a_component_parent(run: StackRun) -> None:
+    components = {r.urn: r for r in run.resources if r.type.startswith("model-serving:infra:")}
+    assert {r.type.rsplit(":", 1)[-1] for r in components.values()} >= COMPONENTS
+    for resource in run.resources:
+        if resource.type.startswith("model-serving:infra:") or resource.type == "pulumi:providers:aws":
+            continue
+        assert resource.parent in components, f"{resource.type} {resource.name} is not parented to a component"
+
+
+def test_every_aws_resource_uses_the_tagging_provider(run: StackRun) -> None:
+    provider = run.one("pulumi:providers:aws")
+    tags = json.loads(provider["defaultTags"])["tags"]  # provider config arrives JSON-encoded
+    environment = run.config[f"{PROJECT}:environmentClass"]
+    assert tags == {"project": PROJECT, "environment": environment, "stack": run.stack, "managed-by": "pulumi"}
+    for resource in run.resources:
+        if resource.type.startswith("aws:"):
+            assert resource.provider.startswith(provider.urn + "::"), f"{resource.type} {resource.name}"
+
+
+def test_length_limited_names_fit_after_autonaming(run: StackRun) -> None:
+    lb = run.one("aws:lb/loadBalancer:LoadBalancer")
+    tg = run.one("aws:lb/targetGroup:TargetGroup")
+    assert "name" not in lb.inputs and "name" not in tg.inputs  # auto-named, so replacements never clash
+    assert len(lb.name) + AUTONAME_SUFFIX_LENGTH <= LOAD_BALANCER_NAME_MAX
+    assert len(tg.name) + AUTONAME_SUFFIX_LENGTH <= TARGET_GROUP_NAME_MAX
+
+
+def test_long_stack_names_are_shortened_for_the_load_balancer_and_target_group() -> None:
+    long = staging_defaults()
+    for type_, limit in (("aws:lb/loadBalancer:LoadBalancer", LOAD_BALANCER_NAME_MAX),
+                         ("aws:lb/targetGroup:TargetGroup", TARGET_GROUP_NAME_MAX)):
+        name = long.one(type_).name
+        assert len(name) + AUTONAME_SUFFIX_LENGTH <= limit, name
+        assert not name.startswith("-") and "--" not in name
+
+
+def test_outputs(run: StackRun) -> None:
+    assert run.outputs["serviceUrl"] == "http://" + run.one("aws:lb/loadBalancer:LoadBalancer").state["dnsName"]
+    assert run.outputs["repositoryUrl"] == run.one("aws:ecr/repository:Repository").state["repositoryUrl"]
+    assert run.outputs["clusterName"] == run.one("aws:ecs/cluster:Cluster").state["name"]
+    assert run.outputs["serviceName"] == run.one("aws:ecs/service:Service").state["name"]
+    groups = {g.name.rsplit("-", 1)[-1]: g.state["name"] for g in run.of_type("aws:autoscaling/group:Group")}
+    providers = {p.name.rsplit("-", 1)[-1]: p.state["name"] for p in run.of_type(
+        "aws:ecs/capacityProvider:CapacityProvider")}
+    assert run.outputs["autoScalingGroupName"] == groups["instances"]
+    assert run.outputs["spotAutoScalingGroupName"] == groups["spot"]
+    assert run.outputs["capacityProviderName"] == providers[run.stack]  # cp-model-serving-<stack>
+    assert run.outputs["spotCapacityProviderName"] == providers["spot"]
+    assert run.outputs["logGroupName"] == run.one("aws:cloudwatch/logGroup:LogGroup").state["name"]
+
+
+def test_service_url_is_https_when_a_certificate_is_configured(dev_variant: StackRun) -> None:
+    dns = dev_variant.one("aws:lb/loadBalancer:LoadBalancer").state["dnsName"]
+    assert dev_variant.outputs["serviceUrl"] == f"https://{dns}"
+
+
+def test_a_stack_without_a_stack_file_runs_on_the_defaults() -> None:
+    staging = staging_defaults()
+    assert json.loads(staging.one("pulumi:providers:aws")["defaultTags"])["tags"]["environment"] == "dev"
+    assert staging.one("aws:ecs/service:Service")["desiredCount"] == 1
+    assert staging.one("aws:ec2/launchTemplate:LaunchTemplate")["instanceType"] == "t3.medium"
+
+
+def test_a_prod_like_staging_stack_is_chosen_by_setting_not_by_name() -> None:
+    prod_like = {"environmentClass": "prod", "image": "v2.0.0", "minTaskCount": 2, "desiredTaskCount": 2,
+                 "instanceMinCount": 2}
+    staging = run_stack("staging", overrides=prod_like, use_stack_file=False)
+    assert staging.one("aws:lb/loadBalancer:LoadBalancer")["enableDeletionProtection"] is True
+    assert staging.one("aws:ecr/repository:Repository")["imageTagMutability"] == "IMMUTABLE"

@@ -1,0 +1,124 @@
+"""Task: EC2 awsvpc task definition, container settings, roles and logging."""
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import IMAGE_DIGEST, IMAGE_URI, TASK_POLICY
+from tests.harness import REGION, StackRun
+
+TASK = "aws:ecs/taskDefinition:TaskDefinition"
+
+
+def container(run: StackRun) -> dict[str, Any]:
+    (definition,) = json.loads(run.one(TASK)["containerDefinitions"])
+    return definition
+
+
+def role(run: StackRun, suffix: str) -> Any:
+    (found,) = [r for r in run.of_type("aws:iam/role:Role") if r.name.endswith(f"-{suffix}")]
+    return found
+
+
+def attached(run: StackRun, role_name: str) -> set[str]:
+    return {a["policyArn"] for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a["role"] == role_name}
+
+
+@pytest.mark.parametrize(("stack", "cpu", "memory"), [("dev", "512", "1024"), ("prod", "2048", "4096")])
+def test_task_definition_is_ec2_awsvpc_sized_by_config(stack: str, cpu: str, memory: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    task = request.getfixturevalue(stack).one(TASK)
+    assert task["requiresCompatibilities"] == ["EC2"]
+    assert task["networkMode"] == "awsvpc"
+    assert (task["cpu"], task["memory"]) == (cpu, memory)
+
+
+def test_image_is_a_tag_in_the_stacks_own_repository(dev: StackRun, prod: StackRun) -> None:
+    for run, tag in ((dev, "latest"), (prod, "v1.0.0")):
+        assert container(run)["image"] == f"{run.outputs['repositoryUrl']}:{tag}"
+
+
+def test_image_may_be_a_digest_in_the_repository_or_a_full_uri(dev_variant: StackRun,
+                                                              prod_variant: StackRun) -> None:
+    assert container(dev_variant)["image"] == f"{dev_variant.outputs['repositoryUrl']}@{IMAGE_DIGEST}"
+    assert container(prod_variant)["image"] == IMAGE_URI
+
+
+def test_container_serves_the_configured_port_with_a_health_check(run: StackRun) -> None:
+    c = container(run)
+    assert c["portMappings"] == [{"name": "http", "containerPort": 8080, "protocol": "tcp", "appProtocol": "http"}]
+    check = c["healthCheck"]
+    assert check["command"] == ["CMD-SHELL", "curl -fsS http://localhost:8080/health || exit 1"]
+    assert check["startPeriod"] == {"dev": 60, "prod": 120}[run.stack]
+    assert c["stopTimeout"] == {"dev": 30, "prod": 60}[run.stack]
+
+
+def test_container_health_check_can_be_switched_off(dev_variant: StackRun) -> None:
+    assert "healthCheck" not in container(dev_variant)
+
+
+def test_container_is_unprivileged_and_logs_to_the_stack_log_group(run: StackRun) -> None:
+    c = container(run)
+    assert c["privileged"] is False
+    assert c["essential"] is True
+    assert c["logConfiguration"]["logDriver"] == "awslogs"
+    assert c["logConfiguration"]["options"]["awslogs-group"] == run.outputs["logGroupName"]
+    assert c["logConfiguration"]["options"]["awslogs-region"] == REGION
+    assert c["linuxParameters"] == {"initProcessEnabled": True}
+
+
+def test_prod_runs_read_only_as_non_root_with_a_scratch_volume(prod: StackRun) -> None:
+    c = container(prod)
+    assert c["readonlyRootFilesystem"] is True
+    assert c["user"] == "10001:10001"
+    assert c["mountPoints"] == [{"sourceVolume": "scratch", "containerPath": "/tmp", "readOnly": False}]
+    assert prod.one(TASK)["volumes"] == [{"name": "scratch"}]
+
+
+def test_dev_keeps_the_images_own_filesystem_and_user(dev: StackRun) -> None:
+    c = container(dev)
+    assert c["readonlyRootFilesystem"] is False
+    assert "user" not in c and "mountPoints" not in c
+    assert dev.one(TASK).get("volumes", []) == []
+
+
+def test_environment_comes_from_config(dev_variant: StackRun) -> None:
+    assert container(dev_variant)["environment"] == [{"name": "MODEL_NAME", "value": "iris"},
+                                                     {"name": "WORKERS", "value": "2"}]
+
+
+def test_execution_and_task_roles_are_separate_and_scoped(run: StackRun) -> None:
+    task = run.one(TASK)
+    execution, task_role = role(run, "execution"), role(run, "task")
+    assert task["executionRoleArn"] == execution.state["arn"]
+    assert task["taskRoleArn"] == task_role.state["arn"]
+    assert task["executionRoleArn"] != task["taskRoleArn"]
+    for r in (execution, task_role):
+        principal = json.loads(r["assumeRolePolicy"])["Statement"][0]["Principal"]
+        assert principal == {"Service": "ecs-tasks.amazonaws.com"}
+    assert attached(run, execution.state["name"]) == {
+        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}
+    assert attached(run, task_role.state["name"]) == set()
+
+
+def test_task_role_gets_the_configured_policies(dev_variant: StackRun) -> None:
+    assert attached(dev_variant, role(dev_variant, "task").state["name"]) == {TASK_POLICY}
+
+
+@pytest.mark.parametrize(("stack", "days", "kms"), [("dev", 7, False), ("prod", 365, True)])
+def test_log_group_retention_and_encryption(stack: str, days: int, kms: bool, request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    group = run.one("aws:cloudwatch/logGroup:LogGroup")
+    assert group["retentionInDays"] == days
+    assert group["namePrefix"] == f"/ecs/model-serving-{stack}/"
+    keys = run.of_type("aws:kms/key:Key")
+    if kms:
+        (key,) = keys
+        assert group["kmsKeyId"] == key.state["arn"]
+        assert key["enableKeyRotation"] is True
+        logs_statement = json.loads(key["policy"])["Statement"][1]
+        assert logs_statement["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}
+    else:
+        assert keys == [] and "kmsKeyId" not in group.inputs

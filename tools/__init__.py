@@ -1,0 +1,1 @@
+"""Maintenance commands of the project (not imported by the Pulumi program)."""

@@ -1,0 +1,54 @@
+"""Print the README's configuration table from Pulumi.yaml and the stack files.
+
+    venv/bin/python -m tools.config_table
+
+tests/test_readme.py fails until the README carries the table this prints.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.settings import project_schema
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+STACKS = ("dev", "prod")
+
+
+def config_text(value: Any) -> str:
+    """A config value as the Pulumi CLI hands it to the program."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def stack_values(stack: str) -> dict[str, str]:
+    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
+    values = {key: config_text(spec["default"]) for key, spec in project_schema().items()}
+    stack_file = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text()).get("config") or {}
+    for key, value in stack_file.items():
+        if key.startswith(f"{project}:"):
+            values[key.split(":", 1)[1]] = config_text(value)
+    return values
+
+
+def cell(text: str) -> str:
+    return "`" + (text or '""').replace("|", "\\|") + "`"
+
+
+def table() -> str:
+    per_stack = {stack: stack_values(stack) for stack in STACKS}
+    lines = ["| key | type | default | dev | prod | what it does |", "|---|---|---|---|---|---|"]
+    for key, spec in project_schema().items():
+        values = [cell(config_text(spec["default"]))] + [cell(per_stack[stack][key]) for stack in STACKS]
+        lines.append(f"| `{key}` | {spec['type']} | {' | '.join(values)} | "
+                     f"{spec['description'].replace('|', chr(92) + '|')} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())
