@@ -163,8 +163,13 @@ def _cached_run(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
 def program(stack: str, **overrides: Any) -> StackRun:
     """The program's resources for `stack` under mocks, run once per process per distinct config.
 
+    Without overrides, the session's shared runs of tests/conftest.py ("dev", "prod", "prod-variant", ...).
     Returns a private copy: callers may edit it freely.
     """
+    if not overrides:
+        from tests.conftest import stack_run  # noqa: PLC0415 - the session cache lives with the fixtures
+
+        return copy.deepcopy(stack_run(stack))
     key = tuple(sorted((k, json.dumps(v)) for k, v in overrides.items()))  # hashable, lists included
     return copy.deepcopy(_cached_run(stack, key))
 

@@ -45,6 +45,10 @@ def container(**changes: Any) -> dict[str, Any]:
     }
 
 
+def props(s: Stack, key: str) -> dict[str, Any]:
+    return s[key].inputs
+
+
 def compliant_stack() -> Stack:
     """Every resource type the pack checks, wired the way infra/ wires them, obeying every policy."""
     make = Fake()
@@ -94,9 +98,21 @@ def compliant_stack() -> Stack:
         "autoScalingGroupArn": "arn:asg", "managedTerminationProtection": "ENABLED", "managedDraining": "ENABLED",
         "managedScaling": {"status": "ENABLED", "targetCapacity": 80.0}}},
         links={"autoScalingGroupProvider": [s["asg"]]})
+    spot_lt = {**props(s, "lt")}
+    del spot_lt["instanceType"]  # a Spot group takes its types from the overrides
+    s["spot_lt"] = make("aws:ec2/launchTemplate:LaunchTemplate", "ms-spot", spot_lt)
+    s["spot_asg"] = make("aws:autoscaling/group:Group", "ms-spot", {
+        **{k: v for k, v in props(s, "asg").items() if k != "launchTemplate"},
+        "mixedInstancesPolicy": {"launchTemplate": {
+            "launchTemplateSpecification": {"launchTemplateId": "lt-2", "version": "1"},
+            "overrides": [{"instanceType": "c6i.2xlarge"}, {"instanceType": "m6i.2xlarge"}]}}},
+        links={"mixedInstancesPolicy": [s["spot_lt"]]}, ignore_changes=["desiredCapacity"])
+    s["spot_cp"] = make("aws:ecs/capacityProvider:CapacityProvider", "cp-ms-spot", {
+        "autoScalingGroupProvider": {**props(s, "cp")["autoScalingGroupProvider"]}},
+        links={"autoScalingGroupProvider": [s["spot_asg"]]})
     s["ccp"] = make("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders", "ms-capacity-providers",
-                    {"clusterName": "ms-1", "capacityProviders": ["cp-ms-1"]},
-                    links={"capacityProviders": [s["cp"]], "clusterName": [s["cluster"]]})
+                    {"clusterName": "ms-1", "capacityProviders": ["cp-ms-1", "cp-ms-spot-1"]},
+                    links={"capacityProviders": [s["cp"], s["spot_cp"]], "clusterName": [s["cluster"]]})
     s["td"] = make("aws:ecs/taskDefinition:TaskDefinition", "ms", {
         "networkMode": "awsvpc", "requiresCompatibilities": ["EC2"], "cpu": "2048", "memory": "4096",
         "executionRoleArn": "arn:execution", "taskRoleArn": "arn:task",
@@ -120,7 +136,8 @@ def compliant_stack() -> Stack:
             {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]},
         links={"loadBalancerArn": [s["lb"]]})
     s["service"] = make("aws:ecs/service:Service", "ms", {
-        "desiredCount": 3.0, "capacityProviderStrategies": [{"capacityProvider": "cp-ms-1", "weight": 1.0}],
+        "desiredCount": 3.0, "capacityProviderStrategies": [{"capacityProvider": "cp-ms-1", "weight": 1.0, "base": 2.0},
+                                                            {"capacityProvider": "cp-ms-spot-1", "weight": 3.0}],
         "networkConfiguration": {"assignPublicIp": False, "subnets": ["subnet-a"], "securityGroups": ["sg-tasks"]},
         "deploymentCircuitBreaker": {"enable": True, "rollback": True},
         "deploymentMinimumHealthyPercent": 100.0, "deploymentMaximumPercent": 200.0,
@@ -128,7 +145,8 @@ def compliant_stack() -> Stack:
         "loadBalancers": [{"targetGroupArn": "arn:tg", "containerName": "model-server", "containerPort": 8080.0}],
         "orderedPlacementStrategies": [{"type": "spread", "field": "attribute:ecs.availability-zone"},
                                        {"type": "binpack", "field": "memory"}]},
-        links={"taskDefinition": [s["td"]], "loadBalancers": [s["tg"]], "capacityProviderStrategies": [s["cp"]],
+        links={"taskDefinition": [s["td"]], "loadBalancers": [s["tg"]],
+               "capacityProviderStrategies": [s["cp"], s["spot_cp"]],
                "cluster": [s["cluster"]], "networkConfiguration": [s["tasks_sg"]]},
         depends_on=[s["ccp"], s["https"], s["http"], s["exec_attach"], s["task_policy"]],
         ignore_changes=["desiredCount"])
@@ -147,10 +165,6 @@ def compliant_stack() -> Stack:
 def test_the_compliant_stack_passes_every_policy() -> None:
     violations = evaluate(list(compliant_stack().values()))
     assert violations == [], "\n".join(map(str, violations))
-
-
-def props(s: Stack, key: str) -> dict[str, Any]:
-    return s[key].inputs
 
 
 def edit_container(s: Stack, **changes: Any) -> None:
@@ -247,6 +261,9 @@ VIOLATIONS: list[tuple[str, Edit]] = [
     ("desired-counts-ignored", lambda s: s["service"].ignore_changes.clear()),
     ("ecs-grace-period-covers-start-period", lambda s: props(s, "service").update(healthCheckGracePeriodSeconds=60.0)),
     ("ecs-task-fits-instance-type", lambda s: props(s, "td").update(memory="16384")),
+    ("ecs-task-fits-instance-type", lambda s: props(s, "spot_asg")["mixedInstancesPolicy"]["launchTemplate"]
+     ["overrides"].append({"instanceType": "c6i.large"})),  # one Spot type too small is enough
+    ("ecs-task-fits-instance-type", lambda s: edit_container(s, resourceRequirements=[{"type": "GPU", "value": "1"}])),
     ("autoscaling-request-count-label",
      lambda s: props(s, "requests")["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]
      .update(resourceLabel="targetgroup/ms-prod-tg/73e2d6bc24d8a067")),
@@ -277,6 +294,8 @@ SERVICE = "aws:ecs/service:Service"
 ASG = "aws:autoscaling/group:Group"
 ROLE = "aws:iam/role:Role"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+SCHEDULED = "aws:appautoscaling/scheduledAction:ScheduledAction"
+ECS_COUNT = {"serviceNamespace": "ecs", "scalableDimension": "ecs:service:DesiredCount"}
 EBS_TRUE = {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": True}}]}
 PUBLIC_IP_BOOL = {"networkInterfaces": [{"associatePublicIpAddress": False}]}
 
@@ -316,6 +335,9 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
     ("alb-modern-tls-policy", "aws:lb/listener:Listener",
      {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-3-2021-06"}, {}, False),
     ("ecs-service-min-two-tasks", SERVICE, {"desiredCount": 1.0, "schedulingStrategy": "DAEMON"}, {}, False),
+    ("ecs-service-min-two-tasks", SCHEDULED, {**ECS_COUNT, "scalableTargetAction": {"minCapacity": 0.0}}, {}, True),
+    ("ecs-service-min-two-tasks", SCHEDULED, {**ECS_COUNT, "scalableTargetAction": {"minCapacity": 2.0}}, {}, False),
+    ("ecs-service-min-two-tasks", SCHEDULED, {**ECS_COUNT, "scalableTargetAction": {"maxCapacity": 9.0}}, {}, False),
     ("ecs-service-deployment-percentages", SERVICE, {}, {}, False),  # unset: AWS's 100/200
     ("ecs-service-health-check-grace-period", SERVICE, {}, {}, False),  # no load balancer: nothing to cover
     ("target-group-deregistration-delay", TG, {"deregistrationDelay": 300.0}, {}, True),

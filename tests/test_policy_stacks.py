@@ -10,6 +10,7 @@ Each stack configuration runs once per session (tests.policy_support.program cac
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +26,13 @@ from tests.policy_support import (
     edit_containers,
     enforcement_levels,
     evaluate,
+    fake,
     load_config,
     program,
     violated,
 )
 
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
-CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
 
 # Rules the prod stack breaks today; each needs a program or Pulumi.prod.yaml change, never a weaker rule.
 KNOWN_PROD_VIOLATIONS = {
@@ -65,7 +66,8 @@ def test_prod_stack_obeys(policy: str, prod_violations: list[Violation]) -> None
 
 def test_prod_stack_with_a_certificate_reports_nothing() -> None:
     """With certificateArn set (the fix for KNOWN_PROD_VIOLATIONS), prod passes every policy, HTTPS ones included."""
-    run = program("prod", certificateArn=CERTIFICATE)
+    run = program("prod-variant")  # tests/conftest.py: prod with a certificate (and a full image URI)
+    assert run.config["model-serving:certificateArn"].startswith("arn:aws:acm:")
     assert {r.name for r in run.of_type("aws:lb/listener:Listener")} == {"model-serving-prod-http",
                                                                            "model-serving-prod-https"}
     violations = run_pack(run, "prod")
@@ -88,10 +90,14 @@ def test_dev_stack_breaks_every_exception_under_prod_strictness() -> None:
 
 # --- mutations of prod ----------------------------------------------------------------------------------------
 
+@functools.cache
+def prod_baseline() -> frozenset[tuple[str, str, str]]:
+    return frozenset((v.policy, v.urn, v.message) for v in run_pack(program("prod"), "prod"))
+
+
 def new_violations(run: StackRun) -> set[str]:
     """Policies that report something for `run` beyond what the unmodified prod stack reports."""
-    baseline = {(v.policy, v.urn, v.message) for v in run_pack(program("prod"), "prod")}
-    return {v.policy for v in run_pack(run, "prod") if (v.policy, v.urn, v.message) not in baseline}
+    return {v.policy for v in run_pack(run, "prod") if (v.policy, v.urn, v.message) not in prod_baseline()}
 
 
 CONFIG_FLIPS: list[tuple[dict[str, Any], set[str]]] = [
@@ -121,6 +127,7 @@ TD = "aws:ecs/taskDefinition:TaskDefinition"
 CP = "aws:ecs/capacityProvider:CapacityProvider"
 TG = "aws:lb/targetGroup:TargetGroup"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+ON_DEMAND, SPOT = "model-serving-prod-instances", "model-serving-prod-spot"  # launch templates and groups
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -162,16 +169,16 @@ def drop_service_dependency(name: str) -> Callable[[StackRun], None]:
     return change
 
 
-def clear_ignore_changes(type_: str) -> Callable[[StackRun], None]:
+def clear_ignore_changes(type_: str, name: str | None = None) -> Callable[[StackRun], None]:
     def change(run: StackRun) -> None:
-        run.one(type_).ignore_changes = []
+        edit(run, type_, lambda _: None, name).ignore_changes = []
 
     return change
 
 
-def rename(type_: str, new_name: str) -> Callable[[StackRun], None]:
+def rename(type_: str, name: str, new_name: str) -> Callable[[StackRun], None]:
     def change(run: StackRun) -> None:
-        run.one(type_).name = new_name
+        edit(run, type_, lambda _: None, name).name = new_name
 
     return change
 
@@ -189,17 +196,26 @@ def alb_open_on_ssh(run: StackRun) -> None:
     edit(run, INGRESS, lambda p: p.update(fromPort=22.0, toPort=22.0), "model-serving-prod-alb-in-80-0")
 
 
+def scale_to_zero_at_night(run: StackRun) -> None:
+    """infra/settings.py refuses schedules in prod (instanceMinCount must then be 0); the pack refuses them too."""
+    run.resources.append(fake("aws:appautoscaling/scheduledAction:ScheduledAction", "model-serving-prod-night", {
+        "serviceNamespace": "ecs", "scalableDimension": "ecs:service:DesiredCount",
+        "resourceId": "service/model-serving-prod/model-serving-prod", "schedule": "cron(0 19 ? * MON-FRI *)",
+        "scalableTargetAction": {"minCapacity": 0.0, "maxCapacity": 0.0}}))
+
+
 def without_ecs_managed_tag(run: StackRun) -> None:
-    edit(run, ASG, lambda p: p.update(tags=[t for t in p["tags"] if t["key"] != "AmazonECSManaged"]))
+    edit(run, ASG, lambda p: p.update(tags=[t for t in p["tags"] if t["key"] != "AmazonECSManaged"]), SPOT)
 
 
 # Settings that are not configuration (fixed in infra/): the recorded inputs are edited instead.
 INPUT_FLIPS: list[tuple[str, Callable[[StackRun], None], set[str]]] = [
-    ("IMDSv2 optional", set_input(LT, "metadataOptions.httpTokens", "optional"), {"launch-template-imdsv2"}),
-    ("IMDS hop limit 2", set_input(LT, "metadataOptions.httpPutResponseHopLimit", 2.0), {"launch-template-imdsv2"}),
-    ("instances public IP", set_input(LT, "networkInterfaces.0.associatePublicIpAddress", "true"),
+    ("IMDSv2 optional", set_input(LT, "metadataOptions.httpTokens", "optional", ON_DEMAND), {"launch-template-imdsv2"}),
+    ("IMDS hop limit 2", set_input(LT, "metadataOptions.httpPutResponseHopLimit", 2.0, SPOT),
+     {"launch-template-imdsv2"}),
+    ("instances public IP", set_input(LT, "networkInterfaces.0.associatePublicIpAddress", "true", ON_DEMAND),
      {"launch-template-no-public-ip"}),
-    ("root volume unencrypted", set_input(LT, "blockDeviceMappings.0.ebs.encrypted", "false"),
+    ("root volume unencrypted", set_input(LT, "blockDeviceMappings.0.ebs.encrypted", "false", SPOT),
      {"launch-template-encrypted-ebs"}),
     ("scan on push off", set_input("aws:ecr/repository:Repository", "imageScanningConfiguration.scanOnPush", False),
      {"ecr-scan-on-push"}),
@@ -220,18 +236,24 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], None], set[str]]] = [
     ("grace period below start period", set_input(SERVICE, "healthCheckGracePeriodSeconds", 30.0),
      {"ecs-grace-period-covers-start-period"}),
     ("desiredCount not ignored", clear_ignore_changes(SERVICE), {"desired-counts-ignored"}),
-    ("desiredCapacity not ignored", clear_ignore_changes(ASG), {"desired-counts-ignored"}),
-    ("ASG not force-deleted", set_input(ASG, "forceDelete", False), {"asg-force-delete"}),
+    ("desiredCapacity not ignored", clear_ignore_changes(ASG, ON_DEMAND), {"desired-counts-ignored"}),
+    ("ASG not force-deleted", set_input(ASG, "forceDelete", False, SPOT), {"asg-force-delete"}),
     ("ASG without AmazonECSManaged", without_ecs_managed_tag, {"asg-ecs-managed-tag"}),
-    ("ASG not protected from scale-in", set_input(ASG, "protectFromScaleIn", False),
+    ("ASG not protected from scale-in", set_input(ASG, "protectFromScaleIn", False, ON_DEMAND),
      {"ecs-termination-protection-prerequisites"}),
     ("termination protection off", set_input(CP, "autoScalingGroupProvider.managedTerminationProtection",
-                                             "DISABLED"), {"ecs-managed-termination-protection"}),
-    ("capacity provider named ecs-", rename(CP, "ecs-model-serving-prod"), {"ecs-capacity-provider-name-prefix"}),
+                                             "DISABLED", "cp-model-serving-prod"),
+     {"ecs-managed-termination-protection"}),
+    ("capacity provider named ecs-", rename(CP, "cp-model-serving-prod-spot", "ecs-model-serving-prod-spot"),
+     {"ecs-capacity-provider-name-prefix"}),
     ("target type instance", set_input(TG, "targetType", "instance"), {"lb-target-type-matches-network-mode"}),
     ("target group name too long", set_input(TG, "name", "model-serving-production-targets-1"), {"lb-name-length"}),
     ("task larger than the instance", set_input(TD, "memory", "32768"), {"ecs-task-fits-instance-type"}),
-    ("smaller instance type", set_input(LT, "instanceType", "t3.small"), {"ecs-task-fits-instance-type"}),
+    ("smaller instance type", set_input(LT, "instanceType", "t3.small", ON_DEMAND), {"ecs-task-fits-instance-type"}),
+    ("smaller Spot instance type", set_input(ASG, "mixedInstancesPolicy.launchTemplate.overrides.0.instanceType",
+                                             "c6i.large", SPOT), {"ecs-task-fits-instance-type"}),
+    ("GPU task on CPU instances", set_container("resourceRequirements", [{"type": "GPU", "value": "1"}]),
+     {"ecs-task-fits-instance-type"}),
     ("request-count label of the target group only",
      set_input("aws:appautoscaling/policy:Policy", "targetTrackingScalingPolicyConfiguration."
                "predefinedMetricSpecification.resourceLabel", "targetgroup/model-serving-prod-tg/73e2d6bc24d8a067",
@@ -247,6 +269,7 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], None], set[str]]] = [
     ("ALB open on port 22", alb_open_on_ssh, {"sg-ingress-only-through-alb"}),
     ("rule without description", set_input("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "description",
                                            "", "model-serving-prod-tasks-out-https"), {"sg-rule-descriptions"}),
+    ("scale to zero at night", scale_to_zero_at_night, {"ecs-service-min-two-tasks"}),
     ("KMS key not rotated", set_input("aws:kms/key:Key", "enableKeyRotation", False), {"kms-key-rotation"}),
     ("role trusted by anyone", set_input("aws:iam/role:Role", "assumeRolePolicy", json.dumps(
         {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}]}), "model-serving-prod-task"),

@@ -17,7 +17,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.instance_types import INSTANCE_TYPES, schedulable
+from infra.instance_types import instance_types, schedulable
 from policy.rules.common import (
     DEPLOYABILITY,
     ResourceCheck,
@@ -199,32 +199,48 @@ def _grace_period_covers_start(stack: StackView) -> Iterator[tuple[str, str]]:
                        f"container start period {start:g}: the ALB kills tasks still loading the model", service.urn)
 
 
-def _instance_types(stack: StackView, service: PolicyResource) -> list[tuple[PolicyResource, str]]:
-    """The launch templates behind the service's capacity providers, with their instance types."""
-    templates: list[PolicyResource] = []
+def _task_gpus(task_definition: PolicyResource) -> float:
+    return sum(number(as_map(r).get("value")) or 0.0 for c in container_definitions(task_definition.props)
+               for r in as_list(c.get("resourceRequirements")) if as_map(r).get("type") == "GPU")
+
+
+def _instance_types_behind(stack: StackView, service: PolicyResource) -> Iterator[tuple[PolicyResource, str]]:
+    """(resource naming it, instance type) for every type the service's capacity providers may launch.
+
+    A group launches its launch template's type, or, with a mixed-instances policy (Spot), each override's.
+    """
     for provider in stack.linked(service, "capacityProviderStrategies", CAPACITY_PROVIDER):
         for group in stack.linked(provider, "autoScalingGroupProvider", ASG):
-            templates += stack.linked(group, "launchTemplate", LAUNCH_TEMPLATE)
-    return [(t, str(t.props.get("instanceType") or "")) for t in templates]
+            overrides = as_list(as_map(as_map(group.props.get("mixedInstancesPolicy")).get("launchTemplate"))
+                                .get("overrides"))
+            types = [str(as_map(o).get("instanceType")) for o in overrides if as_map(o).get("instanceType")]
+            if types:
+                yield from ((group, t) for t in types)
+                continue
+            for template in (stack.linked(group, "launchTemplate", LAUNCH_TEMPLATE)
+                             + stack.linked(group, "mixedInstancesPolicy", LAUNCH_TEMPLATE)):
+                if template.props.get("instanceType"):
+                    yield template, str(template.props.get("instanceType"))
 
 
 def _task_fits_instance_type(stack: StackView) -> Iterator[tuple[str, str]]:
+    known = instance_types()
     for service in _services(stack):
         for task_definition in stack.linked(service, "taskDefinition", TASK_DEFINITION):
             cpu, memory = number(task_definition.props.get("cpu")), number(task_definition.props.get("memory"))
-            for template, instance_type in _instance_types(stack, service):
-                instance = INSTANCE_TYPES.get(instance_type)
+            gpus, task = _task_gpus(task_definition), task_definition.name
+            for source, instance_type in _instance_types_behind(stack, service):
+                instance = known.get(instance_type)
                 if instance is None:
-                    yield (f"launch template '{template.name}' uses instance type '{instance_type}', which "
-                           "infra/instance_types.py does not list, so the task size cannot be checked", template.urn)
+                    yield (f"'{source.name}' launches instance type '{instance_type}', which infra/instance_types.json "
+                           "does not list, so the task size cannot be checked", source.urn)
                     continue
                 cpu_room, memory_room = schedulable(instance)
-                if cpu is not None and cpu > cpu_room:
-                    yield (f"task definition '{task_definition.name}' asks {cpu:g} CPU units; {instance_type} "
-                           f"schedules at most {cpu_room}: tasks stay PENDING", task_definition.urn)
-                if memory is not None and memory > memory_room:
-                    yield (f"task definition '{task_definition.name}' asks {memory:g} MiB; {instance_type} "
-                           f"schedules at most {memory_room}: tasks stay PENDING", task_definition.urn)
+                for asked, room, unit in ((cpu, cpu_room, "CPU units"), (memory, memory_room, "MiB"),
+                                          (gpus, instance.gpus, "GPUs")):
+                    if asked and asked > room:
+                        yield (f"task definition '{task}' asks {asked:g} {unit}; {instance_type} (from "
+                               f"'{source.name}') schedules at most {room}: tasks stay PENDING", task_definition.urn)
 
 
 def _resource(name: str, description: str, types: Iterable[str], check: ResourceCheck,
@@ -279,7 +295,8 @@ POLICIES: list[Policy] = [
            "Sources: FN-11.",
            _grace_period_covers_start, "Raise healthCheckGracePeriodSeconds to containerStartPeriodSeconds or more."),
     _stack("ecs-task-fits-instance-type",
-           "The task's CPU and memory fit what the instance type can schedule beside the ECS agent. Sources: FN-12.",
+           "The task's CPU, memory and GPUs fit what every instance type behind its capacity providers can schedule "
+           "beside the ECS agent. Sources: FN-12.",
            _task_fits_instance_type, "Lower taskCpu/taskMemoryMiB or choose a larger instanceType."),
     _resource("autoscaling-request-count-label",
               "ALBRequestCountPerTarget scaling uses the label app/<lb>/<id>/targetgroup/<tg>/<id>. Sources: FN-13.",

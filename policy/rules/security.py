@@ -38,6 +38,7 @@ CAPACITY_PROVIDER = "aws:ecs/capacityProvider:CapacityProvider"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
 SCALABLE_TARGET = "aws:appautoscaling/target:Target"
+SCHEDULED_ACTION = "aws:appautoscaling/scheduledAction:ScheduledAction"
 ASG = "aws:autoscaling/group:Group"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
@@ -290,8 +291,12 @@ def _min_two_tasks(args: ResourceValidationArgs) -> Iterator[str]:
         if props.get("schedulingStrategy") != "DAEMON" and desired is not None and desired < 2:
             yield f"desiredCount is {desired:g}: run at least 2 tasks so one can fail"
     elif props.get("serviceNamespace") == "ecs" and props.get("scalableDimension") == "ecs:service:DesiredCount":
-        minimum = number(props.get("minCapacity"))
-        if minimum is None or minimum < 2:
+        scheduled = args.resource_type == SCHEDULED_ACTION
+        minimum = number(as_map(props.get("scalableTargetAction")).get("minCapacity") if scheduled
+                         else props.get("minCapacity"))
+        if scheduled and minimum is not None and minimum < 2:
+            yield f"the schedule {props.get('schedule')} sets minCapacity {minimum:g}: the service must keep 2+ tasks"
+        elif not scheduled and (minimum is None or minimum < 2):
             yield f"minCapacity is {minimum if minimum is None else f'{minimum:g}'}: autoscaling must keep 2+ tasks"
 
 
@@ -605,8 +610,9 @@ POLICIES: list[Policy] = [
             "ECS services spread tasks across availability zones. Sources: BP.",
             [SERVICE], _az_spread, "Add ordered_placement_strategies spread on attribute:ecs.availability-zone."),
     _medium("ecs-service-min-two-tasks",
-            "ECS services run at least two tasks, and autoscaling keeps two. Sources: BP.",
-            [SERVICE, SCALABLE_TARGET], _min_two_tasks, "Set desiredTaskCount and minTaskCount to 2 or more (config)."),
+            "ECS services run at least two tasks, and autoscaling (scheduled actions included) keeps two. Sources: BP.",
+            [SERVICE, SCALABLE_TARGET, SCHEDULED_ACTION], _min_two_tasks,
+            "Set desiredTaskCount and minTaskCount to 2 or more and no scale-to-zero schedule (config)."),
     _high("alb-http-redirects-to-https",
           "HTTP listeners redirect to HTTPS. Sources: SH ELB.1, CKV2_AWS_20, AG.",
           LISTENERS, _https_redirect, "Set certificateArn (config): port 80 then answers 301 to the HTTPS listener."),
