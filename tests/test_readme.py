@@ -1,25 +1,30 @@
-"""The README's configuration table is the one Pulumi.yaml and the stack files produce, row for row.
+"""The README's generated tables are the ones Pulumi.yaml and the stack files produce, row for row.
 
-After changing a setting, regenerate the table with `venv/bin/python -m tools.config_table`.
+After changing a setting, regenerate them with `venv/bin/python -m tools.readme_tables`.
 """
 
 from infra.settings import project_schema
 from tests.harness import PROJECT_DIR
-from tools.config_table import table
+from tools.readme_tables import config_table, plan_table
 
 
-def readme_table_rows() -> list[str]:
+def readme_table(header: str) -> list[str]:
     text = (PROJECT_DIR / "README.md").read_text()
-    start = text.index("| key | type | default | dev | prod | what it does |")
-    return text[start:].split("\n\n", 1)[0].splitlines()
+    return text[text.index(header):].split("\n\n", 1)[0].splitlines()
 
 
 def test_readme_configuration_table_matches_pulumi_yaml_and_stack_files() -> None:
-    assert readme_table_rows() == table().splitlines()
+    expected = config_table().splitlines()
+    assert readme_table(expected[0]) == expected
+
+
+def test_readme_capacity_plans_match_the_stacks() -> None:
+    expected = plan_table().splitlines()
+    assert readme_table(expected[0]) == expected
 
 
 def test_every_declared_key_has_a_row_a_description_and_a_default() -> None:
-    rows = "\n".join(readme_table_rows())
+    rows = "\n".join(readme_table(config_table().splitlines()[0]))
     for key, spec in project_schema().items():
         assert f"| `{key}` |" in rows, key
         assert spec.get("description"), key

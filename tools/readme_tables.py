@@ -1,8 +1,8 @@
-"""Print the README's configuration table from Pulumi.yaml and the stack files.
+"""Print the README's generated tables: the configuration table and the dev and prod capacity plans.
 
-    venv/bin/python -m tools.config_table
+    venv/bin/python -m tools.readme_tables
 
-tests/test_readme.py fails until the README carries the table this prints.
+tests/test_readme.py fails until the README carries exactly the tables this prints.
 """
 
 import json
@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from infra.settings import project_schema
+from infra.settings import parse_settings, project_schema
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACKS = ("dev", "prod")
@@ -40,7 +40,7 @@ def cell(text: str) -> str:
     return "`" + (text or '""').replace("|", "\\|") + "`"
 
 
-def table() -> str:
+def config_table() -> str:
     per_stack = {stack: stack_values(stack) for stack in STACKS}
     lines = ["| key | type | default | dev | prod | what it does |", "|---|---|---|---|---|---|"]
     for key, spec in project_schema().items():
@@ -50,5 +50,17 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def plan_table() -> str:
+    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
+    lines = ["| stack | provider | instance type | tasks per instance | limited by | tasks at min / max "
+             "| instances at min / max | group maximum |", "|---|---|---|---|---|---|---|---|"]
+    for stack in STACKS:
+        for p in parse_settings(project, stack, stack_values(stack)).capacity_plan():
+            lines.append(f"| {stack} | {p.name} | {p.instance_type} | {p.tasks_per_instance} | {p.binding_limit} "
+                         f"| {p.tasks_at_min} / {p.tasks_at_max} | {p.instances_at_min} / {p.instances_at_max} "
+                         f"| {p.max_instances} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(table())
+    print(config_table(), plan_table(), sep="\n\n")
