@@ -302,15 +302,22 @@ def _min_two_tasks(args: ResourceValidationArgs) -> Iterator[str]:
 
 # --- Load balancer ----------------------------------------------------------------------------------------
 
-def _https_redirect(args: ResourceValidationArgs) -> Iterator[str]:
-    if args.props.get("protocol") != "HTTP":
-        return
-    actions = [as_map(a) for a in as_list(args.props.get("defaultActions"))]
-    redirects = [as_map(a.get("redirect")) for a in actions if a.get("type") == "redirect"]
-    if not any(r.get("protocol") == "HTTPS" for r in redirects):
-        port = number(args.props.get("port"))
-        yield (f"HTTP listener on port {port if port is None else f'{port:g}'} serves plain HTTP instead of "
-               "redirecting (301) to HTTPS: configure certificateArn")
+def _https_redirect(stack: StackView) -> Iterator[tuple[str, str]]:
+    """Once a load balancer terminates TLS (a certificate exists), its HTTP listeners only redirect to it."""
+    listeners = stack.of_type(*LISTENERS)
+    secured = {lb.urn for listener in listeners if listener.props.get("protocol") == "HTTPS"
+               for lb in stack.linked(listener, "loadBalancerArn")}
+    for listener in listeners:
+        if listener.props.get("protocol") != "HTTP":
+            continue
+        if not {lb.urn for lb in stack.linked(listener, "loadBalancerArn")} & secured:
+            continue
+        actions = [as_map(a) for a in as_list(listener.props.get("defaultActions"))]
+        redirects = [as_map(a.get("redirect")) for a in actions if a.get("type") == "redirect"]
+        if not any(r.get("protocol") == "HTTPS" for r in redirects):
+            port = number(listener.props.get("port"))
+            yield (f"HTTP listener '{listener.name}' on port {port if port is None else f'{port:g}'} serves plain "
+                   "HTTP beside an HTTPS listener instead of redirecting (301) to it", listener.urn)
 
 
 def _tls_policy(args: ResourceValidationArgs) -> Iterator[str]:
@@ -613,9 +620,12 @@ POLICIES: list[Policy] = [
             "ECS services run at least two tasks, and autoscaling (scheduled actions included) keeps two. Sources: BP.",
             [SERVICE, SCALABLE_TARGET, SCHEDULED_ACTION], _min_two_tasks,
             "Set desiredTaskCount and minTaskCount to 2 or more and no scale-to-zero schedule (config)."),
-    _high("alb-http-redirects-to-https",
-          "HTTP listeners redirect to HTTPS. Sources: SH ELB.1, CKV2_AWS_20, AG.",
-          LISTENERS, _https_redirect, "Set certificateArn (config): port 80 then answers 301 to the HTTPS listener."),
+    stack_policy("alb-http-redirects-to-https",
+                 "When a certificate exists (an HTTPS listener), HTTP listeners of that load balancer redirect to "
+                 "HTTPS. Sources: SH ELB.1, CKV2_AWS_20, AG.",
+                 _https_redirect, tag=SECURITY, severity=Severity.HIGH,
+                 remediation="Redirect port 80 (301) to the HTTPS listener: the stack does so when certificateArn "
+                             "is set."),
     _high("alb-modern-tls-policy",
           "HTTPS listeners use a TLS 1.2+/1.3 security policy. Sources: SH ELB.17, CKV_AWS_103.",
           LISTENERS, _tls_policy, "Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' or newer."),
