@@ -19,6 +19,9 @@ from infra.task import Task
 
 settings = load_settings()
 name = settings.name_prefix
+if settings.is_prod and not settings.load_balancer.certificate_arn:
+    pulumi.log.warn("environmentClass prod without certificateArn: the load balancer serves plain HTTP. "
+                    "Set certificateArn to serve HTTPS and redirect HTTP to it.")
 
 # Default tags reach every taggable resource, so cost and ownership reports need no per-resource tags.
 provider = aws.Provider("aws", region=aws.config.region,

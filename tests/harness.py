@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import runpy
 import threading
 from collections.abc import Mapping
@@ -71,6 +72,7 @@ class StackRun:
     config: dict[str, str]
     resources: list[Registered] = field(default_factory=list)
     invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Registered]:
@@ -200,6 +202,17 @@ def stack_config(stack: str, overrides: Mapping[str, Any] | None = None, use_sta
     return config
 
 
+class _Collect(logging.Handler):
+    """Keeps what the program logs through pulumi.log at `level` and above."""
+
+    def __init__(self, into: list[str], level: int):
+        super().__init__(level)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
 def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> StackRun:
     """Run __main__.py for `stack` under mocks; raise what the program raises."""
     run = StackRun(stack=stack, config=stack_config(stack, overrides, use_stack_file))
@@ -221,7 +234,10 @@ def _execute(run: StackRun) -> None:
     pulumi.runtime.set_all_config(run.config)
     ROOT.set(None)
     mocks_ = _Mocks(run)
-    mocks.set_mocks(mocks_, project=PROJECT, stack=run.stack, preview=False, monitor=_RecordingMonitor(mocks_))
+    logger = logging.Logger(f"pulumi-{run.stack}")
+    logger.addHandler(_Collect(run.warnings, logging.WARNING))
+    mocks.set_mocks(mocks_, project=PROJECT, stack=run.stack, preview=False, monitor=_RecordingMonitor(mocks_),
+                    logger=logger)
 
     def program() -> None:
         runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")

@@ -79,3 +79,9 @@ def test_prod_writes_access_logs_to_a_private_retained_bucket(prod: StackRun) ->
 def test_dev_has_no_access_log_bucket(dev: StackRun) -> None:
     assert dev.of_type("aws:s3/bucket:Bucket") == []
     assert "accessLogs" not in dev.one(LB).inputs
+
+
+def test_prod_without_a_certificate_warns_that_it_serves_plain_http(prod: StackRun, prod_variant: StackRun,
+                                                                    dev: StackRun) -> None:
+    assert any("environmentClass prod without certificateArn" in w for w in prod.warnings)
+    assert not any("certificateArn" in w for w in prod_variant.warnings + dev.warnings)

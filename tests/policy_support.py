@@ -1,0 +1,199 @@
+"""Run the policy pack without the Pulumi CLI: build the validation arguments the engine would send.
+
+Resources come from tests/harness.py (`Registered`, the program run under mocks) or from `fake()` (one
+hand-made resource for a unit test). Resource policies see a resource's inputs, stack policies every
+resource's state with parents and (property) dependencies linked, wrapped in the SDK's own proxies as the
+engine delivers them, so a rule that treats a property as a plain dict or list fails here too.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import unknown_checking_proxy
+
+from policy.rules import BY_NAME, DEFAULT_ENFORCEMENT, POLICIES
+from tests.harness import PROJECT, PROJECT_DIR, Registered, StackRun, run_stack
+
+POLICY_DIR = PROJECT_DIR / "policy"
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    urn: str
+    message: str
+    level: EnforcementLevel
+
+    def __str__(self) -> str:
+        return f"{self.policy} [{self.level.value}] {self.urn.rsplit('::', 1)[-1]}: {self.message}"
+
+
+def _options(resource: Registered) -> PolicyResourceOptions:
+    return PolicyResourceOptions(
+        protect=resource.protect, ignore_changes=list(resource.ignore_changes),
+        delete_before_replace=resource.delete_before_replace or None, aliases=[],
+        custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[],
+        parent=resource.parent or None)
+
+
+def resource_args(resource: Registered, config: Mapping[str, Any] | None = None) -> ResourceValidationArgs:
+    """What the engine sends a resource policy: the type, inputs, URN, logical name and options."""
+    return ResourceValidationArgs(resource.type, unknown_checking_proxy(copy.deepcopy(resource.inputs)),
+                                  resource.urn, resource.name, _options(resource), None, config)
+
+
+def stack_args(resources: Sequence[Registered], config: Mapping[str, Any] | None = None) -> StackValidationArgs:
+    """What the engine sends a stack policy: every resource's state, with parent and dependencies linked."""
+    converted = {r.urn: PolicyResource(r.type, unknown_checking_proxy(copy.deepcopy(r.state)), r.urn, r.name,
+                                       _options(r), None, None, [], {}) for r in resources}
+    for r in resources:
+        policy_resource = converted[r.urn]
+        policy_resource.parent = converted.get(r.parent)
+        policy_resource.dependencies = [converted[u] for u in r.dependencies if u in converted]
+        policy_resource.property_dependencies = {
+            key: [converted[u] for u in urns if u in converted] for key, urns in r.property_dependencies.items()}
+    return StackValidationArgs(list(converted.values()), config)
+
+
+def enforcement_levels(config: Mapping[str, Any], policies: Iterable[Policy] = POLICIES) -> dict[str, EnforcementLevel]:
+    """Each policy's level under a --policy-pack-config file: its own entry, else `all`, else the pack default."""
+
+    def level(entry: Any) -> EnforcementLevel | None:
+        if entry is None:
+            return None
+        value = entry.get("enforcementLevel") if isinstance(entry, Mapping) else entry
+        return EnforcementLevel(value) if value is not None else None
+
+    default = level(config.get("all"))
+    return {p.name: level(config.get(p.name)) or default or p.enforcement_level or DEFAULT_ENFORCEMENT
+            for p in policies}
+
+
+def load_config(stack: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((POLICY_DIR / f"config.{stack}.json").read_text())
+    return result
+
+
+def evaluate(resources: Sequence[Registered], policies: Iterable[Policy] = POLICIES,
+             levels: Mapping[str, EnforcementLevel] | None = None) -> list[Violation]:
+    """Every violation the pack reports for these resources, as `pulumi preview` would list them."""
+    violations: list[Violation] = []
+    resource_inputs = [(r, resource_args(r)) for r in resources]
+    stack = stack_args(resources)
+    for policy in policies:
+        level = (levels or {}).get(policy.name, policy.enforcement_level or DEFAULT_ENFORCEMENT)
+        if level == EnforcementLevel.DISABLED:
+            continue
+
+        def report(message: str, urn: str | None, _policy: Policy = policy, _level: EnforcementLevel = level,
+                   _default_urn: str = "") -> None:
+            violations.append(Violation(_policy.name, urn or _default_urn, message, _level))
+
+        if isinstance(policy, ResourceValidationPolicy):
+            for resource, args in resource_inputs:
+                policy.validate(args, functools.partial(report, _default_urn=resource.urn))
+        elif isinstance(policy, StackValidationPolicy):
+            policy.validate(stack, report)
+    return violations
+
+
+def violated(violations: Iterable[Violation]) -> set[str]:
+    return {v.policy for v in violations}
+
+
+def check(policy_name: str, *resources: Registered) -> list[str]:
+    """The messages one policy reports for these resources (each resource alone, or the stack of all)."""
+    return [v.message for v in evaluate(resources, [BY_NAME[policy_name]])]
+
+
+# --- hand-made resources for unit tests --------------------------------------------------------------------
+
+@dataclass
+class Fake:
+    """Builds `Registered` resources that link to each other by property, like the real program's."""
+
+    stack: str = "unit"
+    made: list[Registered] = field(default_factory=list)
+
+    def __call__(self, type_: str, name: str, props: Mapping[str, Any] | None = None, *,
+                 links: Mapping[str, Sequence[Registered]] | None = None,
+                 depends_on: Sequence[Registered] = (), ignore_changes: Sequence[str] = ()) -> Registered:
+        """A resource with these inputs (state = inputs); `links` maps an input to the resources it came from."""
+        property_dependencies = {key: [r.urn for r in deps] for key, deps in (links or {}).items()}
+        dependencies = [r.urn for r in depends_on] + [u for urns in property_dependencies.values() for u in urns]
+        inputs = copy.deepcopy(dict(props or {}))
+        resource = Registered(  # state is the inputs object itself, so editing one edits both
+            type=type_, name=name, urn=f"urn:pulumi:{self.stack}::{PROJECT}::{type_}::{name}",
+            inputs=inputs, state=inputs, parent="", dependencies=dependencies,
+            property_dependencies=property_dependencies, provider="", protect=False, retain_on_delete=False,
+            delete_before_replace=False, ignore_changes=list(ignore_changes), remote=False)
+        self.made.append(resource)
+        return resource
+
+
+def fake(type_: str, name: str = "unit", props: Mapping[str, Any] | None = None, **kwargs: Any) -> Registered:
+    return Fake()(type_, name, props, **kwargs)
+
+
+# --- the real program --------------------------------------------------------------------------------------
+
+@functools.cache
+def _cached_run(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
+    return run_stack(stack, {key: json.loads(value) for key, value in overrides})
+
+
+def program(stack: str, **overrides: Any) -> StackRun:
+    """The program's resources for `stack` under mocks, run once per process per distinct config.
+
+    Without overrides, the session's shared runs of tests/conftest.py ("dev", "prod", "prod-variant", ...).
+    Returns a private copy: callers may edit it freely.
+    """
+    if not overrides:
+        from tests.conftest import stack_run  # noqa: PLC0415 - the session cache lives with the fixtures
+
+        return copy.deepcopy(stack_run(stack))
+    key = tuple(sorted((k, json.dumps(v)) for k, v in overrides.items()))  # hashable, lists included
+    return copy.deepcopy(_cached_run(stack, key))
+
+
+def edit(run: StackRun, type_: str, change: Callable[[dict[str, Any]], None], name: str | None = None) -> Registered:
+    """Apply `change` to the inputs and state of the one resource of `type_` (and `name`); return it."""
+    found = [r for r in run.resources if r.type == type_ and (name is None or r.name == name)]
+    assert len(found) == 1, f"expected one {type_} {name or ''}, found {[r.name for r in found]}"
+    for props in (found[0].inputs, found[0].state):
+        change(props)
+    return found[0]
+
+
+def edit_containers(run: StackRun, change: Callable[[dict[str, Any]], None]) -> None:
+    """Apply `change` to every container of the task definition (containerDefinitions is JSON text)."""
+
+    def rewrite(props: dict[str, Any]) -> None:
+        containers = json.loads(props["containerDefinitions"])
+        for container in containers:
+            change(container)
+        props["containerDefinitions"] = json.dumps(containers)
+
+    edit(run, "aws:ecs/taskDefinition:TaskDefinition", rewrite)
+
+
+def config_path(stack: str) -> Path:
+    return POLICY_DIR / f"config.{stack}.json"
