@@ -5,41 +5,27 @@ from typing import Any
 
 import pytest
 
-from infra.settings import SettingsError
-from tests.harness import ACCOUNT_ID, ECR_PASSWORD, StackRun, image_digest, run_stack
+from infra.settings import SettingsError, parse_settings
+from tests.conftest import IMAGE_DIGEST, IMAGE_URI
+from tests.harness import ACCOUNT_ID, ECR_PASSWORD, PROJECT, StackRun, image_digest, run_stack, stack_config
 
 BUILD_TYPE = "docker-build:index:Image"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value in serialized inputs
 URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shared/model@sha256:" + "a" * 64
-_runs: dict[str, StackRun] = {}
 
 
-def stack(name: str) -> StackRun:
-    if name not in _runs:
-        _runs[name] = run_stack(name)
-    return _runs[name]
-
-
-def container_image(run: StackRun) -> str:
+def container(run: StackRun) -> dict[str, Any]:
     definitions = json.loads(run.one("aws:ecs/taskDefinition:TaskDefinition")["containerDefinitions"])
-    return str(definitions[0]["image"])
+    return dict(definitions[0])
 
 
 def repository_url(run: StackRun) -> str:
     return str(run.one("aws:ecr/repository:Repository").state["repositoryUrl"])
 
 
-def unsecret(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, dict) and SECRET_SIG in value:
-        return value["value"], True
-    return value, False
-
-
-def test_dev_builds_app_and_the_task_runs_the_pushed_digest() -> None:
-    dev = stack("dev")
+def test_dev_builds_app_and_the_task_runs_the_pushed_digest(dev: StackRun) -> None:
     build = dev.one(BUILD_TYPE)
-    component = dev.by_urn(build.parent)
-    assert component.type == "model-serving:infra:Image"
+    assert dev.by_urn(build.parent).type == "model-serving:infra:Image"
     assert build["push"] is True
     assert build["context"] == {"location": "app"}
     assert build["dockerfile"] == {"location": "app/Dockerfile"}
@@ -48,77 +34,70 @@ def test_dev_builds_app_and_the_task_runs_the_pushed_digest() -> None:
 
     digest = build.state["digest"]
     assert digest == image_digest(build.name)
-    assert container_image(dev) == f"{repository_url(dev)}@{digest}"
-    assert dev.outputs["image"] == container_image(dev)
+    assert container(dev)["image"] == f"{repository_url(dev)}@{digest}"
+    assert dev.outputs["image"] == container(dev)["image"]
     # The task definition takes the digest from the build, so a new digest is a new revision.
     assert dev.depends_on(dev.one("aws:ecs/taskDefinition:TaskDefinition"), build)
 
 
-def test_the_build_logs_in_to_the_stacks_registry_with_a_secret_ecr_token() -> None:
-    dev = stack("dev")
-    registries, secret = unsecret(dev.one(BUILD_TYPE)["registries"])
-    assert secret, "the registry password must stay a secret in the state"
-    assert registries == [{"address": repository_url(dev).split("/")[0], "username": "AWS",
-                           "password": ECR_PASSWORD}]
+def test_the_build_logs_in_to_the_stacks_registry_with_a_secret_ecr_token(dev: StackRun) -> None:
+    registries = dev.one(BUILD_TYPE)["registries"]
+    assert isinstance(registries, dict) and SECRET_SIG in registries, "the password must stay a secret"
+    assert registries["value"] == [{"address": repository_url(dev).split("/")[0], "username": "AWS",
+                                    "password": ECR_PASSWORD}]
     token_calls = [args for token, args in dev.invokes
                    if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken"]
     assert token_calls == [{"registryId": ACCOUNT_ID}]  # the repository's own registry
 
 
-def test_prod_deploys_its_configured_tag_and_builds_nothing() -> None:
-    prod = stack("prod")
+def test_prod_deploys_its_configured_tag_and_builds_nothing(prod: StackRun) -> None:
     assert prod.of_type(BUILD_TYPE) == []
     assert not [r for r in prod.resources if r.type == "model-serving:infra:Image"]
-    assert container_image(prod) == f"{repository_url(prod)}:v1.0.0"
-    assert prod.outputs["image"] == container_image(prod)
+    assert container(prod)["image"] == f"{repository_url(prod)}:v1.0.0"
+    assert prod.outputs["image"] == container(prod)["image"]
 
 
-@pytest.mark.parametrize(("stack_name", "overrides"), [
-    ("dev", {"imageBuild": False, "image": URI}),
-    ("prod", {"image": URI}),
-])
-def test_a_full_image_uri_is_deployed_as_given(stack_name: str, overrides: dict[str, Any]) -> None:
-    run = run_stack(stack_name, overrides=overrides)
-    assert run.of_type(BUILD_TYPE) == []
-    assert container_image(run) == URI
+def test_without_a_build_a_digest_or_a_full_uri_is_deployed_as_given(dev_variant: StackRun,
+                                                                      prod_variant: StackRun) -> None:
+    # dev_variant: imageBuild false with a digest in its own repository; prod_variant: a full image URI.
+    assert dev_variant.of_type(BUILD_TYPE) == [] == prod_variant.of_type(BUILD_TYPE)
+    assert container(dev_variant)["image"] == f"{repository_url(dev_variant)}@{IMAGE_DIGEST}"
+    assert container(prod_variant)["image"] == IMAGE_URI
 
 
-def test_dev_without_a_build_deploys_a_digest_in_its_own_repository() -> None:
-    digest = "sha256:" + "b" * 64
-    run = run_stack("dev", overrides={"imageBuild": False, "image": digest})
-    assert run.of_type(BUILD_TYPE) == []
-    assert container_image(run) == f"{repository_url(run)}@{digest}"
-
-
-def test_a_build_is_pushed_under_the_configured_tag() -> None:
-    run = run_stack("dev", overrides={"image": "v1.3.0"})
+def test_a_build_is_pushed_under_the_configured_tag_and_may_listen_on_port() -> None:
+    run = run_stack("dev", overrides={"image": "v1.3.0", "containerPort": 9000, "containerEnvironment": ["PORT=9000"]})
     build = run.one(BUILD_TYPE)
     assert build["tags"] == [f"{repository_url(run)}:v1.3.0"]
-    assert container_image(run) == f"{repository_url(run)}@{build.state['digest']}"
+    assert container(run)["image"] == f"{repository_url(run)}@{build.state['digest']}"
+    assert container(run)["portMappings"][0]["containerPort"] == 9000
 
 
-@pytest.mark.parametrize(("stack_name", "overrides", "message"), [
+def refusal(stack: str, overrides: dict[str, Any]) -> str:
+    prefix = f"{PROJECT}:"
+    raw = {key[len(prefix):]: value for key, value in stack_config(stack, overrides).items()
+           if key.startswith(prefix)}
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(PROJECT, stack, raw)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(("stack", "overrides", "message"), [
     ("dev", {"image": URI}, f"model-serving:image = '{URI}': must be a tag when imageBuild is true"),
     ("dev", {"image": "sha256:" + "c" * 64}, "must be a tag when imageBuild is true"),
     ("prod", {"imageBuild": True}, "model-serving:imageBuild = true: must be false with environmentClass prod"),
     ("dev", {"containerPort": 9000}, "model-serving:containerPort = 9000: must be 8080 with imageBuild true"),
 ])
-def test_contradictory_image_settings_are_refused(stack_name: str, overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(SettingsError) as refused:
-        run_stack(stack_name, overrides=overrides)
-    assert message in str(refused.value)
+def test_contradictory_image_settings_are_refused(stack: str, overrides: dict[str, Any], message: str) -> None:
+    assert message in refusal(stack, overrides)
 
 
-def test_the_reference_image_may_listen_elsewhere_when_port_is_set() -> None:
-    run = run_stack("dev", overrides={"containerPort": 9000, "containerEnvironment": ["PORT=9000"]})
-    definition = json.loads(run.one("aws:ecs/taskDefinition:TaskDefinition")["containerDefinitions"])[0]
-    assert definition["portMappings"][0]["containerPort"] == 9000
-    assert {"name": "PORT", "value": "9000"} in definition["environment"]
+def test_without_a_build_any_image_and_port_are_accepted() -> None:
+    for image in (URI, "sha256:" + "c" * 64, "v1.0.0"):
+        parse_settings(PROJECT, "dev", {"imageBuild": False, "image": image, "containerPort": 9000})
 
 
-def test_the_default_health_check_needs_no_curl() -> None:
-    for name in ("dev", "prod"):
-        definition = json.loads(stack(name).one("aws:ecs/taskDefinition:TaskDefinition")["containerDefinitions"])[0]
-        command = definition["healthCheck"]["command"]
-        assert command[0] == "CMD-SHELL"
-        assert "curl" not in command[1] and "http://127.0.0.1:8080/health" in command[1]
+def test_the_default_health_check_needs_no_curl(run: StackRun) -> None:
+    command = container(run)["healthCheck"]["command"]
+    assert command[0] == "CMD-SHELL"
+    assert "curl" not in command[1] and "http://127.0.0.1:8080/health" in command[1]
