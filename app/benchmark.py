@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         command, group = cpu_limited(pinned([sys.executable, "-m", "gunicorn", "--config",
                                              str(APP_DIR / "gunicorn_conf.py"), "model_server.main:create_app()"],
                                             args.server_cpus), args.cpu_quota)
-        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
         try:
             wait_healthy(url, server)
             script = Path(scratch) / "predict.lua"
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                server.kill()
+                os.killpg(server.pid, signal.SIGKILL)  # the workers too
                 server.wait(timeout=10)
             if group is not None:
                 group.rmdir()

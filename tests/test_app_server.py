@@ -103,7 +103,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if isolated:
         command = ["unshare", "-m", "--", "sh", "-c", ISOLATE, "sh", *command]
     with log.open("wb") as output:
-        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT)
+        # Its own process group, so teardown can stop the workers too even if the master is gone.
+        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     running = Server(process, port, scratch, isolated, log)
     try:
         deadline = time.monotonic() + START_SECONDS
@@ -118,9 +120,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             time.sleep(0.05)
         yield running
     finally:
-        if process.poll() is None:
-            process.kill()
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left (a failed test must not leave workers)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return  # the master and every worker are gone
+        try:
             process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            continue
+        time.sleep(0.2)  # workers exit right after the master
 
 
 def _connection_refused(port: int) -> bool:
