@@ -4,6 +4,11 @@ Besides the real dev and prod stacks, two variant runs apply many independent ov
 checks the one it is about), which keeps the suite to a handful of program runs.
 """
 
+import gc
+import sys
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from tests.harness import StackRun, run_stack
@@ -34,6 +39,35 @@ DEV_VARIANT = {
 PROD_VARIANT = {"certificateArn": CERTIFICATE, "image": IMAGE_URI}
 
 _runs: dict[str, StackRun] = {}
+
+
+REAL_SERVER_TESTS = "tests/test_app_server.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the real-server tests last, so the server started below has booted by the time they need it."""
+    items.sort(key=lambda item: item.nodeid.startswith(REAL_SERVER_TESTS))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the real model server now if a test will use it: it boots (two workers loading scikit-learn)
+    on the second core while the stack tests run on the first, instead of making the suite wait."""
+    # The SDKs imported for collection are a few hundred thousand long-lived objects: leave them out of every
+    # garbage collection from here on (a full collection over them costs a tenth of a second each time).
+    gc.freeze()
+    if any("server" in getattr(item, "fixturenames", ()) and item.nodeid.startswith(REAL_SERVER_TESTS)
+           for item in session.items):
+        from tests import test_app_server  # noqa: PLC0415 - only when its tests were collected
+
+        workdir = Path(tempfile.mkdtemp(prefix="model-server-"))
+        session.config.stash[test_app_server.EARLY_SERVER] = test_app_server.launch(workdir)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    real_server_tests = sys.modules.get("tests.test_app_server")
+    early = real_server_tests and session.config.stash.get(real_server_tests.EARLY_SERVER, None)
+    if real_server_tests and early:
+        real_server_tests.stop_group(early.process)
 
 
 def stack_run(stack: str) -> StackRun:

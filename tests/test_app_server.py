@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
+from infra.settings import project_schema
 from model_server.train import train
 from tests.harness import PROJECT_DIR
 
@@ -65,9 +65,11 @@ def get(url: str, timeout: float = 2) -> tuple[int, str]:
 
 
 def health_check_command(port: int, path: str = "/health") -> str:
-    schema = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["config"]
-    command: str = schema["containerHealthCheckCommand"]["default"]
+    command: str = project_schema()["containerHealthCheckCommand"]["default"]
     return command.replace("{port}", str(port)).replace("{path}", path)
+
+
+EARLY_SERVER = pytest.StashKey["Server"]()
 
 
 @dataclass
@@ -86,16 +88,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for this module; the SIGTERM test, last in the file, stops it."""
-    tmp_path = tmp_path_factory.mktemp("server")
-    model_dir, scratch, log = tmp_path / "model", tmp_path / "scratch", tmp_path / "server.log"
+def launch(workdir: Path) -> Server:
+    """Train a model and start the server in the background; `wait_until_healthy` waits for it."""
+    model_dir, scratch, log = workdir / "model", workdir / "scratch", workdir / "server.log"
     train(model_dir)
     scratch.mkdir()
     port, isolated = free_port(), _can_isolate()
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": "10",
-           "MODEL_DIR": str(model_dir), "TMPDIR": str(scratch), "HOME": str(tmp_path / "home"),
+           "MODEL_DIR": str(model_dir), "TMPDIR": str(scratch), "HOME": str(workdir / "home"),
            "PYTHONPATH": str(APP_DIR), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [sys.executable, "-m", "gunicorn", "--config", str(APP_DIR / "gunicorn_conf.py"),
@@ -104,23 +104,34 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         command = ["unshare", "-m", "--", "sh", "-c", ISOLATE, "sh", *command]
     with log.open("wb") as output:
         # Its own process group, so teardown can stop the workers too even if the master is gone.
-        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    running = Server(process, port, scratch, isolated, log)
+    return Server(process, port, scratch, isolated, log)
+
+
+def wait_until_healthy(running: Server) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        assert running.process.poll() is None, f"the server exited with {running.process.returncode}:\n{running.logs()}"
+        assert time.monotonic() < deadline, f"the server was not healthy in time:\n{running.logs()}"
+        try:
+            if get(running.url + "/health")[0] == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for this module; the SIGTERM test, last in the file, stops it. tests/conftest.py starts it
+    as soon as collection is done, so its workers boot on the other core while the rest of the suite runs."""
+    running = request.config.stash.get(EARLY_SERVER, None) or launch(tmp_path_factory.mktemp("server"))
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            assert process.poll() is None, f"the server exited with {process.returncode}:\n{running.logs()}"
-            assert time.monotonic() < deadline, f"the server was not healthy in time:\n{running.logs()}"
-            try:
-                if get(running.url + "/health")[0] == 200:
-                    break
-            except OSError:
-                pass  # not listening yet
-            time.sleep(0.05)
+        wait_until_healthy(running)
         yield running
     finally:
-        stop_group(process)
+        stop_group(running.process)
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:

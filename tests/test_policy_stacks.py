@@ -107,13 +107,28 @@ CONFIG_FLIPS: list[tuple[dict[str, Any], set[str]]] = [
     ({"containerUser": ""}, {"ecs-non-root-user"}),
     ({"deploymentMinimumHealthyPercent": 50}, {"ecs-service-deployment-percentages"}),
     ({"taskRolePolicyArns": [ADMIN]}, {"iam-no-wildcard-actions-or-admin"}),
-    ({"environmentClass": "dev"}, {"ecr-immutable-tags", "alb-deletion-protection"}),
 ]
+
+
+@functools.cache
+def all_flips() -> set[str]:
+    """One prod run with every flip above applied: each guards a different rule, so one run shows them all."""
+    overrides = {key: value for flip, _ in CONFIG_FLIPS for key, value in flip.items()}
+    return new_violations(program("prod", **overrides))
 
 
 @pytest.mark.parametrize(("overrides", "expected"), CONFIG_FLIPS, ids=[next(iter(o)) for o, _ in CONFIG_FLIPS])
 def test_flipping_a_prod_setting_is_reported(overrides: dict[str, Any], expected: set[str]) -> None:
-    assert new_violations(program("prod", **overrides)) == expected
+    assert expected <= all_flips()
+
+
+def test_the_flips_together_report_exactly_their_rules() -> None:
+    assert all_flips() == set().union(*(expected for _, expected in CONFIG_FLIPS))
+
+
+def test_a_prod_like_stack_switched_to_dev_loses_its_prod_protections() -> None:
+    assert new_violations(program("prod", environmentClass="dev")) == {"ecr-immutable-tags",
+                                                                       "alb-deletion-protection"}
 
 
 LB = "aws:lb/loadBalancer:LoadBalancer"

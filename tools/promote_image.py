@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -261,8 +262,13 @@ def repository(value: str, region: str | None, profile: str | None, registry_id:
         region, registry_id, name = region or match["region"], registry_id or match["account"], match["name"]
     else:
         name = value
-    session = boto3.Session(profile_name=profile, region_name=region)
-    return Repository(client=session.client("ecr"), name=name, registry_id=registry_id)
+    return Repository(client=_ecr_client(profile, region), name=name, registry_id=registry_id)
+
+
+@functools.cache
+def _ecr_client(profile: str | None, region: str | None) -> Any:
+    """One client per profile and region: a boto3 session loads its service models anew each time."""
+    return boto3.Session(profile_name=profile, region_name=region).client("ecr")
 
 
 def main(argv: list[str] | None = None, open_blob: BlobOpener | None = None) -> int:

@@ -5,6 +5,7 @@
 tests/test_readme.py fails until the README carries exactly the tables this prints.
 """
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,16 @@ def config_text(value: Any) -> str:
     return str(value)
 
 
+def _yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.cache
 def stack_values(stack: str) -> dict[str, str]:
-    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
+    """Every setting of `stack` as the CLI passes it: Pulumi.yaml's defaults, then the stack file."""
+    project = _yaml(PROJECT_DIR / "Pulumi.yaml")["name"]
     values = {key: config_text(spec["default"]) for key, spec in project_schema().items()}
-    stack_file = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text()).get("config") or {}
+    stack_file = _yaml(PROJECT_DIR / f"Pulumi.{stack}.yaml").get("config") or {}
     for key, value in stack_file.items():
         if key.startswith(f"{project}:"):
             values[key.split(":", 1)[1]] = config_text(value)
@@ -51,7 +58,7 @@ def config_table() -> str:
 
 
 def plan_table() -> str:
-    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
+    project = _yaml(PROJECT_DIR / "Pulumi.yaml")["name"]
     lines = ["| stack | provider | instance type | tasks per instance | limited by | tasks at min / max "
              "| instances at min / max | group maximum |", "|---|---|---|---|---|---|---|---|"]
     for stack in STACKS:
