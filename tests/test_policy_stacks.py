@@ -209,7 +209,7 @@ def alb_open_on_ssh(run: StackRun) -> None:
 
 
 def scale_to_zero_at_night(run: StackRun) -> None:
-    """infra/settings.py refuses schedules in prod (instanceMinCount must then be 0); the pack refuses them too."""
+    """infra/settings/ refuses schedules in prod (instanceMinCount must then be 0); the pack refuses them too."""
     run.resources.append(fake("aws:appautoscaling/scheduledAction:ScheduledAction", "model-serving-prod-night", {
         "serviceNamespace": "ecs", "scalableDimension": "ecs:service:DesiredCount",
         "resourceId": "service/model-serving-prod/model-serving-prod", "schedule": "cron(0 19 ? * MON-FRI *)",
