@@ -7,7 +7,6 @@ with the scratch volume): anything it wrote elsewhere would fail the test.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
@@ -15,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +26,7 @@ import pytest
 from infra.settings import project_schema
 from model_server.train import train
 from tests.harness import PROJECT_DIR
+from tests.local_http import serving
 
 APP_DIR = PROJECT_DIR / "app"
 START_SECONDS = 30
@@ -184,27 +183,11 @@ def test_the_default_container_health_check_passes_only_when_healthy(server: Ser
                              check=False, env=env)
     assert healthy.returncode == 0, healthy.stderr
 
-    class Loading(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    loading = http.server.HTTPServer(("127.0.0.1", 0), Loading)
-    thread = threading.Thread(target=loading.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        for port in (loading.server_port, free_port()):  # answering 503, and not listening at all
+    with serving(lambda path: (503, b"")) as loading_port:
+        for port in (loading_port, free_port()):  # answering 503, and not listening at all
             failed = subprocess.run(["sh", "-c", health_check_command(port)], capture_output=True, timeout=10,
                                     check=False, env=env)
             assert failed.returncode != 0
-    finally:
-        loading.shutdown()
-        loading.server_close()
-        thread.join(timeout=5)
 
 
 def test_sigterm_stops_accepting_and_finishes_the_request_in_flight(server: Server) -> None:

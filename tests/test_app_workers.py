@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from model_server.workers import cgroup_cpu_limit, ecs_task_cpu_limit, worker_count
+from tests.local_http import serving
 
 
 def count(env: dict[str, str] | None = None, ecs: float | None = None, cgroup: float | None = None,
@@ -58,26 +57,11 @@ def metadata_server() -> Iterator[tuple[str, dict[str, object]]]:
     """A stand-in for the ECS task metadata endpoint, on 127.0.0.1."""
     task: dict[str, object] = {}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(task).encode()
-            self.send_response(200 if self.path == "/v4/abc/task" else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(path: str) -> tuple[int, bytes]:
+        return 200 if path == "/v4/abc/task" else 404, json.dumps(task).encode()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v4/abc", task
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(respond) as port:
+        yield f"http://127.0.0.1:{port}/v4/abc", task
 
 
 def test_the_task_cpu_limit_comes_from_ecs_task_metadata(metadata_server: tuple[str, dict[str, object]]) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import io
 import itertools
 import json
-import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -16,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.local_http import serving
 from tools import promote_image
 from tools.promote_image import OCI_INDEX, OCI_MANIFEST, PromotionError, Repository, promote
 
@@ -244,29 +243,12 @@ def test_command_line_takes_repository_urls_and_exits_non_zero_when_refused(
 def test_blobs_are_streamed_from_the_presigned_download_url() -> None:
     blob = b"layer bytes" * 1000
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(blob)))
-            self.end_headers()
-            self.wfile.write(blob)
+    with serving(lambda path: (200, blob)) as port:
 
-        def log_message(self, *args: object) -> None:
-            pass
+        class FakeEcr:
+            def get_download_url_for_layer(self, **kwargs: str) -> dict[str, str]:
+                assert kwargs == {"repositoryName": DEV, "registryId": ACCOUNT, "layerDigest": sha256(blob)}
+                return {"downloadUrl": f"http://127.0.0.1:{port}/layer?X-Amz-Signature=x"}
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-
-    class FakeEcr:
-        def get_download_url_for_layer(self, **kwargs: str) -> dict[str, str]:
-            assert kwargs == {"repositoryName": DEV, "registryId": ACCOUNT, "layerDigest": sha256(blob)}
-            return {"downloadUrl": f"http://127.0.0.1:{server.server_port}/layer?X-Amz-Signature=x"}
-
-    try:
         with promote_image.open_ecr_blob(Repository(FakeEcr(), DEV, ACCOUNT), sha256(blob)) as stream:
             assert stream.read() == blob
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
