@@ -3,8 +3,10 @@
 After changing a setting, regenerate them with `venv/bin/python -m tools.readme_tables`.
 """
 
+import re
+
 from infra.settings import project_schema
-from tests.harness import PROJECT_DIR
+from tests.harness import PROJECT_DIR, StackRun
 from tools.readme_tables import config_table, plan_table
 
 
@@ -29,3 +31,9 @@ def test_every_declared_key_has_a_row_a_description_and_a_default() -> None:
         assert f"| `{key}` |" in rows, key
         assert spec.get("description"), key
         assert "default" in spec, key
+
+
+def test_readme_outputs_table_lists_exactly_the_stack_outputs(dev: StackRun, prod: StackRun) -> None:
+    rows = readme_table("| output | what it is |")[2:]
+    documented = {re.match(r"^\| `(\w+)` \|", row).group(1) for row in rows}  # type: ignore[union-attr]
+    assert documented == set(dev.outputs) | set(prod.outputs)
