@@ -9,6 +9,7 @@ engine delivers them, so a rule that treats a property as a plain dict or list f
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -55,14 +56,17 @@ def _options(resource: Registered) -> PolicyResourceOptions:
 
 
 def resource_args(resource: Registered, config: Mapping[str, Any] | None = None) -> ResourceValidationArgs:
-    """What the engine sends a resource policy: the type, inputs, URN, logical name and options."""
-    return ResourceValidationArgs(resource.type, unknown_checking_proxy(copy.deepcopy(resource.inputs)),
+    """What the engine sends a resource policy: the type, inputs, URN, logical name and options.
+
+    The SDK's proxy rebuilds every dict and list it wraps, so a policy cannot change the recorded run.
+    """
+    return ResourceValidationArgs(resource.type, unknown_checking_proxy(resource.inputs),
                                   resource.urn, resource.name, _options(resource), None, config)
 
 
 def stack_args(resources: Sequence[Registered], config: Mapping[str, Any] | None = None) -> StackValidationArgs:
     """What the engine sends a stack policy: every resource's state, with parent and dependencies linked."""
-    converted = {r.urn: PolicyResource(r.type, unknown_checking_proxy(copy.deepcopy(r.state)), r.urn, r.name,
+    converted = {r.urn: PolicyResource(r.type, unknown_checking_proxy(r.state), r.urn, r.name,
                                        _options(r), None, None, [], {}) for r in resources}
     for r in resources:
         policy_resource = converted[r.urn]
@@ -164,23 +168,28 @@ def program(stack: str, **overrides: Any) -> StackRun:
     """The program's resources for `stack` under mocks, run once per process per distinct config.
 
     Without overrides, the session's shared runs of tests/conftest.py ("dev", "prod", "prod-variant", ...).
-    Returns a private copy: callers may edit it freely.
+    Returns a copy with its own resource list: add or drop resources freely, change one through `edit`.
     """
     if not overrides:
         from tests.conftest import stack_run  # noqa: PLC0415 - the session cache lives with the fixtures
 
-        return copy.deepcopy(stack_run(stack))
-    key = tuple(sorted((k, json.dumps(v)) for k, v in overrides.items()))  # hashable, lists included
-    return copy.deepcopy(_cached_run(stack, key))
+        shared = stack_run(stack)
+    else:
+        shared = _cached_run(stack, tuple(sorted((k, json.dumps(v)) for k, v in overrides.items())))
+    return dataclasses.replace(shared, resources=list(shared.resources))
 
 
 def edit(run: StackRun, type_: str, change: Callable[[dict[str, Any]], None], name: str | None = None) -> Registered:
-    """Apply `change` to the inputs and state of the one resource of `type_` (and `name`); return it."""
-    found = [r for r in run.resources if r.type == type_ and (name is None or r.name == name)]
-    assert len(found) == 1, f"expected one {type_} {name or ''}, found {[r.name for r in found]}"
-    for props in (found[0].inputs, found[0].state):
+    """Apply `change` to a copy of the one resource of `type_` (and `name`) in `run`; return the copy.
+
+    Copying only what a test changes keeps the shared runs intact without copying whole runs.
+    """
+    found = [i for i, r in enumerate(run.resources) if r.type == type_ and (name is None or r.name == name)]
+    assert len(found) == 1, f"expected one {type_} {name or ''}, found {[run.resources[i].name for i in found]}"
+    resource = run.resources[found[0]] = copy.deepcopy(run.resources[found[0]])
+    for props in {id(resource.inputs): resource.inputs, id(resource.state): resource.state}.values():
         change(props)
-    return found[0]
+    return resource
 
 
 def edit_containers(run: StackRun, change: Callable[[dict[str, Any]], None]) -> None:

@@ -175,7 +175,7 @@ def drop(type_: str, name: str) -> Callable[[StackRun], None]:
 
 def drop_service_dependency(name: str) -> Callable[[StackRun], None]:
     def change(run: StackRun) -> None:
-        service = run.one(SERVICE)
+        service = edit(run, SERVICE, lambda _: None)
         service.dependencies = [u for u in service.dependencies if not u.endswith(f"::{name}")]
 
     return change
