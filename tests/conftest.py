@@ -40,6 +40,11 @@ PROD_VARIANT = {"certificateArn": CERTIFICATE, "image": IMAGE_URI}
 
 _runs: dict[str, StackRun] = {}
 
+# Start-up and collection import the SDKs: a few hundred thousand objects that live as long as the session.
+# Collecting garbage while they load only scans them over and over (about 0.7 s on 2 cores), so the collector
+# stays off until `pytest_collection_finish` has frozen them out of every later collection.
+gc.disable()
+
 
 REAL_SERVER_TESTS = "tests/test_app_server.py"
 
@@ -50,11 +55,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    try:
+        _start_real_server_early(session)
+    finally:
+        # Everything loaded so far (the SDKs, scikit-learn for the model the server gets) lives as long as the
+        # session: leave it out of every collection from here on (a full pass over it costs 0.1 s each time).
+        gc.freeze()
+        gc.enable()
+
+
+def _start_real_server_early(session: pytest.Session) -> None:
     """Start the real model server now if a test will use it: it boots (two workers loading scikit-learn)
     on the second core while the stack tests run on the first, instead of making the suite wait."""
-    # The SDKs imported for collection are a few hundred thousand long-lived objects: leave them out of every
-    # garbage collection from here on (a full collection over them costs a tenth of a second each time).
-    gc.freeze()
     if any("server" in getattr(item, "fixturenames", ()) and item.nodeid.startswith(REAL_SERVER_TESTS)
            for item in session.items):
         from tests import test_app_server  # noqa: PLC0415 - only when its tests were collected
