@@ -34,10 +34,6 @@ from tests.policy_support import (
 
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 
-# Rules the prod stack breaks today; each needs a program or Pulumi.prod.yaml change, never a weaker rule.
-KNOWN_PROD_VIOLATIONS: dict[str, str] = {}
-
-
 def run_pack(run: StackRun, stack_config: str) -> list[Violation]:
     return evaluate(run.resources, levels=enforcement_levels(load_config(stack_config)))
 
@@ -52,17 +48,14 @@ def dev_violations() -> list[Violation]:
     return run_pack(program("dev"), "dev")
 
 
-@pytest.mark.parametrize("policy", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_PROD_VIOLATIONS[name]))
-    if name in KNOWN_PROD_VIOLATIONS else name
-    for name in BY_NAME])
+@pytest.mark.parametrize("policy", list(BY_NAME))
 def test_prod_stack_obeys(policy: str, prod_violations: list[Violation]) -> None:
     found = [str(v) for v in prod_violations if v.policy == policy]
     assert found == []
 
 
 def test_prod_stack_with_a_certificate_reports_nothing() -> None:
-    """With certificateArn set (the fix for KNOWN_PROD_VIOLATIONS), prod passes every policy, HTTPS ones included."""
+    """With certificateArn set, prod still passes every policy, the HTTPS ones included."""
     run = program("prod-variant")  # tests/conftest.py: prod with a certificate (and a full image URI)
     assert run.config["model-serving:certificateArn"].startswith("arn:aws:acm:")
     assert {r.name for r in run.of_type("aws:lb/listener:Listener")} == {"model-serving-prod-http",
