@@ -47,7 +47,7 @@ service = Service(
     target_group_arn=load_balancer.target_group.arn,
     private_subnet_ids=network.private_subnet_ids,
     task_security_group_id=network.task_security_group.id,
-    depends_on=[cluster.capacity_providers, *load_balancer.listeners,
+    depends_on=[cluster.capacity_providers, *load_balancer.listeners, *cluster.instance_role_attachments,
                 *task.execution_role_attachments, *task.task_role_attachments],
     opts=opts,
 )

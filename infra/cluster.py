@@ -192,8 +192,10 @@ class Cluster(pulumi.ComponentResource):
             tags=[aws.autoscaling.GroupTagArgs(key="AmazonECSManaged", value="true", propagate_at_launch=True)]
             + [aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                for key, value in instance_tags.items()],
-            # ECS managed scaling owns the desired capacity.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
+            # ECS managed scaling owns the desired capacity. Instances need the role's policies to register, and
+            # their agents need them to stop tasks when destroy drains the group, so the policies come first.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"],
+                                        depends_on=self.instance_role_attachments),
         )
         provider = aws.ecs.CapacityProvider(
             capacity_provider_name(settings.name_prefix) + ("-spot" if spot else ""),

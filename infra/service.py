@@ -2,8 +2,9 @@
 
 It places tasks only through the capacity-provider strategy (AWS refuses a launch type beside one) and
 depends on everything whose absence would break it: the cluster association of the capacity provider,
-the listeners (a target group without a load balancer cannot be attached) and the IAM role attachments
-(deleted first, they would leave the service hanging in DRAINING on destroy).
+the listeners (a target group without a load balancer cannot be attached) and the IAM role attachments of
+the instances, the execution and the task (deleted first, they would leave the service hanging in DRAINING on
+destroy). Changing the capacity-provider strategy needs a new deployment, so every update forces one.
 """
 
 from collections.abc import Sequence
@@ -46,7 +47,10 @@ class Service(pulumi.ComponentResource):
                 aws.ecs.ServiceOrderedPlacementStrategyArgs(type="spread", field="attribute:ecs.availability-zone"),
                 aws.ecs.ServiceOrderedPlacementStrategyArgs(type="binpack", field="memory"),
             ],
-            availability_zone_rebalancing="ENABLED",
+            # AWS rebalances only services that may run more than 100% of their tasks during a deployment.
+            availability_zone_rebalancing="ENABLED" if svc.deployment_maximum_percent > 100 else "DISABLED",
+            # AWS refuses a strategy change (new weights, Spot on or off, a replaced provider) without one.
+            force_new_deployment=True,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
             # Teardown: delete without first waiting for the service to scale to zero.

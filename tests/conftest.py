@@ -35,6 +35,8 @@ DEV_VARIANT = {
     "taskRolePolicyArns": [TASK_POLICY],
     "healthCheckPath": "/v1/ready",
     "containerHealthCheckCommand": "",
+    "deploymentMinimumHealthyPercent": 50,
+    "deploymentMaximumPercent": 100,
 }
 PROD_VARIANT = {"certificateArn": CERTIFICATE, "image": IMAGE_URI}
 
@@ -109,7 +111,8 @@ def prod() -> StackRun:
 
 @pytest.fixture
 def dev_variant() -> StackRun:
-    """dev with a certificate, an existing VPC, an image digest, env vars, a task policy and no container check."""
+    """dev with a certificate, an existing VPC, an image digest, env vars, a task policy, no container check and
+    deployments that stay within 100% of the tasks."""
     return stack_run("dev-variant")
 
 

@@ -205,3 +205,9 @@ def test_destroy_order_is_service_association_provider_group_cluster(run: StackR
     assert run.depends_on(association, provider)
     assert run.depends_on(provider, asg)
     assert run.depends_on(asg, template) and run.depends_on(template, run.one("aws:ecs/cluster:Cluster"))
+    # The instances' agents keep their ECS permissions until the group, and every task on it, is gone.
+    (role,) = [r for r in run.of_type("aws:iam/role:Role") if r.name.endswith("-instance")]
+    instance_policies = [a for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                         if a["role"] == role.state["name"]]
+    assert len(instance_policies) == 2
+    assert all(run.depends_on(asg, policy) and run.depends_on(service, policy) for policy in instance_policies)

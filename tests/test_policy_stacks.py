@@ -174,6 +174,14 @@ def drop_service_dependency(name: str) -> Callable[[StackRun], None]:
     return change
 
 
+def drop_instance_policy_dependencies(run: StackRun) -> None:
+    """The service waits for the instance role's policies directly and through the groups: cut every path."""
+    policy = "model-serving-prod-instance-AmazonEC2ContainerServiceforEC2Role"
+    for type_, name in ((SERVICE, None), (ASG, ON_DEMAND), (ASG, SPOT)):
+        dependent = edit(run, type_, lambda _: None, name)
+        dependent.dependencies = [u for u in dependent.dependencies if not u.endswith(f"::{policy}")]
+
+
 def clear_ignore_changes(type_: str, name: str | None = None) -> Callable[[StackRun], None]:
     def change(run: StackRun) -> None:
         edit(run, type_, lambda _: None, name).ignore_changes = []
@@ -269,6 +277,8 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], None], set[str]]] = [
      {"ecs-service-depends-on-listener-and-role-policies"}),
     ("service not waiting for the execution policy",
      drop_service_dependency("model-serving-prod-execution-AmazonECSTaskExecutionRolePolicy"),
+     {"ecs-service-depends-on-listener-and-role-policies"}),
+    ("service not waiting for the instance role policy", drop_instance_policy_dependencies,
      {"ecs-service-depends-on-listener-and-role-policies"}),
     ("tasks open to the internet", open_tasks_to_the_world, {"sg-ingress-only-through-alb"}),
     ("ALB open on port 22", alb_open_on_ssh, {"sg-ingress-only-through-alb"}),

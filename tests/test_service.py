@@ -58,8 +58,7 @@ def test_service_depends_on_association_listener_and_role_attachments(run: Stack
     needed = [run.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"),
               *run.of_type("aws:lb/listener:Listener"),
               *run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
-    needed = [r for r in needed if "instance" not in r.name]  # the instance role belongs to the group
-    assert needed
+    assert len(needed) >= 5  # the association, a listener, two instance policies and the execution policy
     for dependency in needed:
         assert dependency.urn in service.dependencies, dependency.name
 
@@ -70,3 +69,14 @@ def test_service_tags_its_tasks_and_deletes_without_hanging(run: StackRun) -> No
     assert service["propagateTags"] == "SERVICE"
     assert service["forceDelete"] is True
     assert service["availabilityZoneRebalancing"] == "ENABLED"
+
+
+def test_strategy_changes_deploy_because_every_update_forces_a_deployment(run: StackRun) -> None:
+    assert run.one(SERVICE)["forceNewDeployment"] is True
+
+
+def test_zone_rebalancing_is_off_when_a_deployment_cannot_exceed_100_percent(dev_variant: StackRun) -> None:
+    """AWS refuses rebalancing unless deploymentMaximumPercent is above 100 (tests/conftest.py sets it to 100)."""
+    service = dev_variant.one(SERVICE)
+    assert (service["deploymentMinimumHealthyPercent"], service["deploymentMaximumPercent"]) == (50, 100)
+    assert service["availabilityZoneRebalancing"] == "DISABLED"

@@ -46,6 +46,7 @@ from policy.rules.security import (
 )
 
 CLUSTER_CAPACITY_PROVIDERS = "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"
+INSTANCE_PROFILE = "aws:iam/instanceProfile:InstanceProfile"
 LISTENER_RULES = ("aws:lb/listenerRule:ListenerRule", "aws:alb/listenerRule:ListenerRule")
 SCALING_POLICY = "aws:appautoscaling/policy:Policy"
 
@@ -160,14 +161,17 @@ def _depends_on_listener_and_role_policies(stack: StackView) -> Iterator[tuple[s
             if not any(stack.depends_on(service, r) for r in using):
                 yield (f"service '{service.name}' must depend on a listener forwarding to '{group.name}': a target "
                        "group not attached to a load balancer cannot be used", service.urn)
-        for task_definition in stack.linked(service, "taskDefinition", TASK_DEFINITION):
-            roles = (stack.linked(task_definition, "executionRoleArn", ROLE)
-                     + stack.linked(task_definition, "taskRoleArn", ROLE))
-            for role in roles:
-                for grant in stack.referrers(role, "role", ROLE_POLICY_ATTACHMENT, ROLE_POLICY):
-                    if not stack.depends_on(service, grant):
-                        yield (f"service '{service.name}' must depend on '{grant.name}': deleted first, it leaves "
-                               "the service stuck in DRAINING on destroy", service.urn)
+        roles = [role for task_definition in stack.linked(service, "taskDefinition", TASK_DEFINITION)
+                 for prop in ("executionRoleArn", "taskRoleArn") for role in stack.linked(task_definition, prop, ROLE)]
+        # The container instances' role too: without it their agents cannot stop the tasks.
+        roles += [role for group in _groups_behind(stack, service) for template in _launch_templates(stack, group)
+                  for profile in stack.linked(template, "iamInstanceProfile", INSTANCE_PROFILE)
+                  for role in stack.linked(profile, "role", ROLE)]
+        for role in {role.urn: role for role in roles}.values():  # both groups share the instance role
+            for grant in stack.referrers(role, "role", ROLE_POLICY_ATTACHMENT, ROLE_POLICY):
+                if not stack.depends_on(service, grant):
+                    yield (f"service '{service.name}' must depend on '{grant.name}': deleted first, it leaves "
+                           "the service stuck in DRAINING on destroy", service.urn)
 
 
 def _target_type_matches_network_mode(stack: StackView) -> Iterator[tuple[str, str]]:
@@ -204,23 +208,32 @@ def _task_gpus(task_definition: PolicyResource) -> float:
                for r in as_list(c.get("resourceRequirements")) if as_map(r).get("type") == "GPU")
 
 
+def _groups_behind(stack: StackView, service: PolicyResource) -> Iterator[PolicyResource]:
+    """The Auto Scaling groups of the capacity providers in the service's strategy."""
+    for provider in stack.linked(service, "capacityProviderStrategies", CAPACITY_PROVIDER):
+        yield from stack.linked(provider, "autoScalingGroupProvider", ASG)
+
+
+def _launch_templates(stack: StackView, group: PolicyResource) -> list[PolicyResource]:
+    return (stack.linked(group, "launchTemplate", LAUNCH_TEMPLATE)
+            + stack.linked(group, "mixedInstancesPolicy", LAUNCH_TEMPLATE))
+
+
 def _instance_types_behind(stack: StackView, service: PolicyResource) -> Iterator[tuple[PolicyResource, str]]:
     """(resource naming it, instance type) for every type the service's capacity providers may launch.
 
     A group launches its launch template's type, or, with a mixed-instances policy (Spot), each override's.
     """
-    for provider in stack.linked(service, "capacityProviderStrategies", CAPACITY_PROVIDER):
-        for group in stack.linked(provider, "autoScalingGroupProvider", ASG):
-            overrides = as_list(as_map(as_map(group.props.get("mixedInstancesPolicy")).get("launchTemplate"))
-                                .get("overrides"))
-            types = [str(as_map(o).get("instanceType")) for o in overrides if as_map(o).get("instanceType")]
-            if types:
-                yield from ((group, t) for t in types)
-                continue
-            for template in (stack.linked(group, "launchTemplate", LAUNCH_TEMPLATE)
-                             + stack.linked(group, "mixedInstancesPolicy", LAUNCH_TEMPLATE)):
-                if template.props.get("instanceType"):
-                    yield template, str(template.props.get("instanceType"))
+    for group in _groups_behind(stack, service):
+        overrides = as_list(as_map(as_map(group.props.get("mixedInstancesPolicy")).get("launchTemplate"))
+                            .get("overrides"))
+        types = [str(as_map(o).get("instanceType")) for o in overrides if as_map(o).get("instanceType")]
+        if types:
+            yield from ((group, t) for t in types)
+            continue
+        for template in _launch_templates(stack, group):
+            if template.props.get("instanceType"):
+                yield template, str(template.props.get("instanceType"))
 
 
 def _task_fits_instance_type(stack: StackView) -> Iterator[tuple[str, str]]:
@@ -276,7 +289,8 @@ POLICIES: list[Policy] = [
               "Sources: FN-6.",
               [*LOAD_BALANCERS, *TARGET_GROUPS], _name_length, "Shorten the logical name (infra/naming.py)."),
     _stack("ecs-service-depends-on-listener-and-role-policies",
-           "The service depends on the listener of its target group and on its roles' policy attachments. "
+           "The service depends on the listener of its target group and on the policy attachments of its roles "
+           "(execution, task and container instances). "
            "Sources: FN-7.",
            _depends_on_listener_and_role_policies,
            "Pass the listeners and role policy attachments in the service's depends_on."),
