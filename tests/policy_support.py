@@ -187,7 +187,7 @@ def edit(run: StackRun, type_: str, change: Callable[[dict[str, Any]], None], na
     found = [i for i, r in enumerate(run.resources) if r.type == type_ and (name is None or r.name == name)]
     assert len(found) == 1, f"expected one {type_} {name or ''}, found {[run.resources[i].name for i in found]}"
     resource = run.resources[found[0]] = copy.deepcopy(run.resources[found[0]])
-    for props in {id(resource.inputs): resource.inputs, id(resource.state): resource.state}.values():
+    for props in (resource.inputs, resource.state):
         change(props)
     return resource
 

@@ -166,20 +166,19 @@ def drop(type_: str, name: str) -> Callable[[StackRun], None]:
     return change
 
 
-def drop_service_dependency(name: str) -> Callable[[StackRun], None]:
+def drop_dependency(name: str, *dependents: tuple[str, str | None]) -> Callable[[StackRun], None]:
+    """Remove the explicit dependency on resource `name` from each (type, name) dependent."""
+
     def change(run: StackRun) -> None:
-        service = edit(run, SERVICE, lambda _: None)
-        service.dependencies = [u for u in service.dependencies if not u.endswith(f"::{name}")]
+        for type_, dependent_name in dependents:
+            dependent = edit(run, type_, lambda _: None, dependent_name)
+            dependent.dependencies = [u for u in dependent.dependencies if not u.endswith(f"::{name}")]
 
     return change
 
 
-def drop_instance_policy_dependencies(run: StackRun) -> None:
-    """The service waits for the instance role's policies directly and through the groups: cut every path."""
-    policy = "model-serving-prod-instance-AmazonEC2ContainerServiceforEC2Role"
-    for type_, name in ((SERVICE, None), (ASG, ON_DEMAND), (ASG, SPOT)):
-        dependent = edit(run, type_, lambda _: None, name)
-        dependent.dependencies = [u for u in dependent.dependencies if not u.endswith(f"::{policy}")]
+def drop_service_dependency(name: str) -> Callable[[StackRun], None]:
+    return drop_dependency(name, (SERVICE, None))
 
 
 def clear_ignore_changes(type_: str, name: str | None = None) -> Callable[[StackRun], None]:
@@ -278,7 +277,10 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], None], set[str]]] = [
     ("service not waiting for the execution policy",
      drop_service_dependency("model-serving-prod-execution-AmazonECSTaskExecutionRolePolicy"),
      {"ecs-service-depends-on-listener-and-role-policies"}),
-    ("service not waiting for the instance role policy", drop_instance_policy_dependencies,
+    # The service waits for the instance role's policies directly and through both groups: cut every path.
+    ("service not waiting for the instance role policy",
+     drop_dependency("model-serving-prod-instance-AmazonEC2ContainerServiceforEC2Role",
+                     (SERVICE, None), (ASG, ON_DEMAND), (ASG, SPOT)),
      {"ecs-service-depends-on-listener-and-role-policies"}),
     ("tasks open to the internet", open_tasks_to_the_world, {"sg-ingress-only-through-alb"}),
     ("ALB open on port 22", alb_open_on_ssh, {"sg-ingress-only-through-alb"}),
