@@ -10,6 +10,7 @@ Standard library only: the policy pack ships a copy of this file (checked identi
 
 from __future__ import annotations
 
+import itertools
 import re
 
 # A name holding one of these words names a secret.
@@ -63,7 +64,7 @@ def is_secret_name(name: str) -> bool:
             continue
         if word in SECRET_WORDS:
             return True
-    return any(pair in SECRET_PAIRS for pair in zip(words, words[1:], strict=False))
+    return any(pair in SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
 def secret_value_kind(value: str) -> str | None:

@@ -6,7 +6,7 @@
 
 from pulumi_policy import EnforcementLevel, Policy
 
-from policy.rules import deployability, security
+from . import deployability, security
 
 PACK_NAME = "model-serving-guardrails"
 # Without a config file every policy blocks: prod strictness is the default, dev opts out per policy.

@@ -17,8 +17,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.instance_types import instance_types, schedulable
-from policy.rules.common import (
+from .common import (
     DEPLOYABILITY,
     ResourceCheck,
     StackCheck,
@@ -31,7 +30,7 @@ from policy.rules.common import (
     stack_policy,
     truthy,
 )
-from policy.rules.security import (
+from .security import (
     ASG,
     CAPACITY_PROVIDER,
     LAUNCH_TEMPLATE,
@@ -44,6 +43,7 @@ from policy.rules.security import (
     TARGET_GROUPS,
     TASK_DEFINITION,
 )
+from .shared.instance_types import instance_types, schedulable
 
 CLUSTER_CAPACITY_PROVIDERS = "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"
 INSTANCE_PROFILE = "aws:iam/instanceProfile:InstanceProfile"

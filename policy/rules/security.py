@@ -15,7 +15,7 @@ from typing import Any
 
 from pulumi_policy import Policy, PolicyResource, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policy.rules.common import (
+from .common import (
     SECURITY,
     ResourceCheck,
     StackView,
