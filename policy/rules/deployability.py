@@ -58,7 +58,6 @@ LISTENER_RULES = ("aws:lb/listenerRule:ListenerRule", "aws:alb/listenerRule:List
 SCALING_POLICY = "aws:appautoscaling/policy:Policy"
 AWSX_VPC = "awsx:ec2:Vpc"
 VPCS = (AWSX_VPC,)
-VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 
 RESERVED_CAPACITY_PROVIDER_PREFIXES = ("aws", "ecs", "fargate")
 LB_NAME_MAX = 32
@@ -462,15 +461,15 @@ def _image_pinned(args: ResourceValidationArgs) -> Iterator[str]:
                    "a different build; deploy a version tag or a digest")
 
 
-def _private_subnets_have_egress(stack: StackView) -> Iterator[tuple[str, str]]:
-    endpoints = " ".join(str(e.props.get("serviceName")) for e in stack.of_type(VPC_ENDPOINT))
-    for vpc in stack.of_type(AWSX_VPC):
-        strategy = as_map(vpc.props.get("natGateways")).get("strategy")
-        kinds = {as_map(s).get("type") for s in as_list(vpc.props.get("subnetSpecs"))} or {"Public", "Private"}
-        if strategy == "None" and "Private" in kinds and not ("ecr.dkr" in endpoints and ".ecs" in endpoints):
-            yield (f"VPC '{vpc.name}' has private subnets without NAT gateways or ECS/ECR VPC endpoints: instances "
-                   "there cannot reach ECS or pull images", vpc.urn)
-
+def _private_subnets_have_egress(args: ResourceValidationArgs) -> Iterator[str]:
+    """On the VPC component's inputs: its outputs (what a stack policy would see) no longer hold the strategy."""
+    props = args.props
+    kinds = {as_map(s).get("type") for s in as_list(props.get("subnetSpecs"))} or {"Public", "Private"}
+    endpoints = " ".join(str(as_map(e).get("serviceName")) for e in as_list(props.get("vpcEndpointSpecs")))
+    if (as_map(props.get("natGateways")).get("strategy") == "None" and "Private" in kinds
+            and not ("ecr.dkr" in endpoints and ".ecs" in endpoints)):
+        yield ("private subnets without NAT gateways or ECS/ECR VPC endpoints: instances there cannot reach ECS "
+               "or pull images")
 
 def _resource(name: str, description: str, types: Iterable[str], check: ResourceCheck,
               remediation: str) -> ResourceValidationPolicy:
@@ -570,10 +569,10 @@ POLICIES: list[Policy] = [
               "Containers run an image by version tag or digest, never latest, no tag or another moving tag. "
               "Sources: BP (ECS image tags), CKV_AWS_51.",
               [TASK_DEFINITION], _image_pinned, "Deploy a version tag (image) or a digest (sha256:...)."),
-    _stack("vpc-private-subnets-have-egress",
-           "A new VPC's private subnets reach AWS through NAT gateways or ECS/ECR VPC endpoints. "
-           "Sources: BP (ECS networking).",
-           _private_subnets_have_egress, "Set natGatewayStrategy (config) to OnePerAz or Single."),
+    _resource("vpc-private-subnets-have-egress",
+              "A new VPC's private subnets reach AWS through NAT gateways or ECS/ECR VPC endpoints. "
+              "Sources: BP (ECS networking).",
+              [AWSX_VPC], _private_subnets_have_egress, "Set natGateways (config) to OnePerAz or Single."),
     _resource("autoscaling-request-count-label",
               "ALBRequestCountPerTarget scaling uses the label app/<lb>/<id>/targetgroup/<tg>/<id>. Sources: FN-13.",
               [SCALING_POLICY], _request_count_label,
