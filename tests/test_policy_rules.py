@@ -238,6 +238,19 @@ def world_open_tasks(s: Stack) -> None:
     del s["tasks_in"].property_dependencies["referencedSecurityGroupId"]
 
 
+def service_subnets_in_one_zone(s: Stack) -> None:
+    subnets = [fake("aws:ec2/subnet:Subnet", f"ms-private-{i}", {"availabilityZone": "us-east-1a"}) for i in "ab"]
+    s["service"].property_dependencies["networkConfiguration"] = [r.urn for r in subnets]
+    s.update({f"subnet{i}": subnet for i, subnet in enumerate(subnets)})
+
+
+def test_subnets_in_two_zones_pass() -> None:
+    s = compliant_stack()
+    service_subnets_in_one_zone(s)
+    props(s, "subnet1")["availabilityZone"] = "us-east-1b"
+    assert check("subnets-span-availability-zones", *s.values()) == []
+
+
 def add_vpc_without_nat(s: Stack) -> None:
     s["vpc"] = fake("awsx:ec2:Vpc", "ms-vpc", {"natGateways": {"strategy": "None"},
                                                "subnetSpecs": [{"type": "Public"}, {"type": "Private"}]})
@@ -339,6 +352,7 @@ VIOLATIONS: list[tuple[str, Edit]] = [
         s, logConfiguration={"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/someone-elses"}})),
     ("ecs-image-pinned", lambda s: edit_container(s, image="repo:latest")),
     ("vpc-private-subnets-have-egress", add_vpc_without_nat),
+    ("subnets-span-availability-zones", service_subnets_in_one_zone),
     ("autoscaling-request-count-label",
      lambda s: props(s, "requests")["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]
      .update(resourceLabel="targetgroup/ms-prod-tg/73e2d6bc24d8a067")),
@@ -553,6 +567,8 @@ def _secret_cases(settings: list[tuple[str, str]]) -> list[tuple[str, str, dict[
             ("ecs-no-secrets-in-environment", TD, containers(environment=[{"name": name, "value": value}])),
             ("ecs-no-secrets-in-environment", TD, containers(command=["serve", f"--{name.lower()}={value}"])),
             ("ecs-no-secrets-in-environment", TD, containers(entryPoint=["sh", "-c", f"{name}={value} exec serve"])),
+            ("ecs-no-secrets-in-environment", TD, containers(command=["serve", f"--{name.lower().replace('_', '-')}",
+                                                                      value])),
             ("launch-template-no-user-data-secrets", LT,
              {"userData": user_data(f"#!/bin/bash\nexport {name}={value}\n")}),
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -30,7 +31,7 @@ from .common import (
     stack_policy,
     truthy,
 )
-from .shared.secret_patterns import is_secret_name, secret_value_kind, secrets_in_text
+from .shared.secret_patterns import SHELL_REFERENCE, is_secret_name, secret_value_kind, secrets_in_text
 
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE_POLICY = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -290,9 +291,19 @@ def _environment_secrets(args: ResourceValidationArgs) -> Iterator[str]:
                 yield (f"{label} passes {name}{what} as a plain environment variable: use `secrets` "
                        "(Secrets Manager/SSM)")
         for field in ("command", "entryPoint"):
-            line = " ".join(str(part) for part in as_list(container.get(field)))
-            for what in secrets_in_text(line):
+            for what in _command_secrets([str(part) for part in as_list(container.get(field))]):
                 yield f"{label} has {what} in its {field}: pass it through `secrets` and read it from the environment"
+
+
+def _command_secrets(parts: list[str]) -> list[str]:
+    """Credentials in a command line: what `secrets_in_text` finds, and `--flag value` pairs with a secret flag
+    name (`--hf-token hf_...`), which have no `=` to find."""
+    found = secrets_in_text(" ".join(parts))
+    for flag, value in itertools.pairwise(parts):
+        name = flag.lstrip("-")
+        if flag.startswith("-") and "=" not in flag and is_secret_name(name) and not SHELL_REFERENCE.match(value):
+            found.append(f"a value passed as {flag}")
+    return found
 
 
 def _separate_roles(args: ResourceValidationArgs) -> Iterator[str]:
@@ -540,6 +551,23 @@ def _unrestricted_egress(args: ResourceValidationArgs) -> Iterator[str]:
         if _world_open(block, style) and _all_ports(block):
             yield (f"{where} allows every port and protocol to the internet: allow only what the workload needs "
                    "(HTTPS to AWS APIs, the load balancer to the tasks' port)")
+
+
+SUBNET = "aws:ec2/subnet:Subnet"
+SUBNET_INPUTS = ((SERVICE, "networkConfiguration"), (ASG, "vpcZoneIdentifiers"), (LOAD_BALANCERS[0], "subnets"),
+                 (LOAD_BALANCERS[1], "subnets"))
+
+
+def _subnets_span_zones(stack: StackView) -> Iterator[tuple[str, str]]:
+    """Where the subnets are resources of this stack, their availability zones are known: two subnets in one
+    zone are one zone."""
+    for kind, prop in SUBNET_INPUTS:
+        for resource in stack.of_type(kind):
+            subnets = stack.linked(resource, prop, SUBNET)
+            zones = {str(s.props.get("availabilityZone") or s.props.get("availabilityZoneId")) for s in subnets}
+            if subnets and len(zones) < 2:
+                yield (f"'{resource.name}' uses {len(subnets)} subnet(s), all in {', '.join(sorted(zones))}: one "
+                       "zone's outage stops it; use subnets in two or more availability zones", resource.urn)
 
 
 def _rule_descriptions(args: ResourceValidationArgs) -> Iterator[str]:
@@ -811,6 +839,11 @@ POLICIES: list[Policy] = [
           "No security group allows egress on every port and protocol to 0.0.0.0/0 or ::/0. Sources: CKV_AWS_382.",
           [SECURITY_GROUP, EGRESS_RULE, SG_RULE], _unrestricted_egress,
           "Open only the ports the workload calls (443 to AWS APIs) or reference a security group."),
+    stack_policy("subnets-span-availability-zones",
+                 "Services, Auto Scaling groups and load balancers whose subnets this stack creates use subnets in "
+                 "two or more availability zones. Sources: SH ELB.13, SH AutoScaling.2, BP.",
+                 _subnets_span_zones, tag=SECURITY, severity=Severity.MEDIUM,
+                 remediation="Create one subnet per availability zone and give each resource one per zone."),
     _medium("sg-rule-descriptions", "Security groups and every rule carry a description. Sources: CKV_AWS_23.",
             [SECURITY_GROUP, INGRESS_RULE, EGRESS_RULE, SG_RULE], _rule_descriptions, "Add a description."),
     stack_policy("no-inline-and-standalone-rule-mix",
