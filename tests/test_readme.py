@@ -1,12 +1,18 @@
-"""The README's generated tables are the ones Pulumi.yaml and the stack files produce, row for row.
+"""Pulumi.yaml's `config:` block and the README's tables are generated from infra/settings/model.py.
 
 After changing a setting, regenerate them with `venv/bin/python -m tools.readme_tables`.
 """
 
 import re
+from pathlib import Path
+
+import pytest
 
 from infra.settings import project_schema
+from infra.settings.model import Settings
+from infra.settings.schema import config_schema
 from tests.harness import PROJECT_DIR, StackRun
+from tools import readme_tables
 from tools.readme_tables import config_table, plan_table
 
 
@@ -15,7 +21,31 @@ def readme_table(header: str) -> list[str]:
     return text[text.index(header):].split("\n\n", 1)[0].splitlines()
 
 
-def test_readme_configuration_table_matches_pulumi_yaml_and_stack_files() -> None:
+def test_generated_files_are_up_to_date() -> None:
+    assert readme_tables.main(["--check"]) == 0, "run venv/bin/python -m tools.readme_tables"
+
+
+def test_the_check_fails_on_a_stale_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stale = tmp_path / "Pulumi.yaml"
+    stale.write_text(readme_tables.PROJECT_FILE.read_text().replace("default: 8080", "default: 9090"))
+    monkeypatch.setattr(readme_tables, "PROJECT_FILE", stale)
+    assert readme_tables.stale() == [stale]
+    assert readme_tables.main(["--check"]) == 1
+
+
+def test_pulumi_yaml_declares_exactly_the_model_with_its_types_and_defaults() -> None:
+    declared = project_schema()
+    assert declared == config_schema()
+    assert set(declared) == {field.alias for field in Settings.model_fields.values()}
+    assert declared["containerPort"]["default"] == 8080 and declared["ingressCidrs"]["default"] == ["0.0.0.0/0"]
+
+
+def test_ranges_come_from_the_model_not_from_hand_written_text() -> None:
+    assert "Allowed: 1024-65535." in project_schema()["containerPort"]["description"]
+    assert "| `containerPort` | integer | 1024-65535 |" in config_table()
+
+
+def test_readme_configuration_table_matches_the_model_and_stack_files() -> None:
     expected = config_table().splitlines()
     assert readme_table(expected[0]) == expected
 

@@ -101,10 +101,27 @@ def test_ingress_cidrs_must_be_ipv4_cidrs() -> None:
     assert "model-serving:ingressCidrs = 'everyone': must be an IPv4 CIDR" in error("dev", ingressCidrs=["everyone"])
 
 
-def test_secret_looking_environment_variables_are_refused() -> None:
-    message = error("dev", containerEnvironment=["LOG_LEVEL=info", "HF_API_TOKEN=abc"])
-    assert "model-serving:containerEnvironment = 'HF_API_TOKEN=abc': looks like a secret" in message
-    assert "LOG_LEVEL" not in message
+@pytest.mark.parametrize(("item", "shown", "why"), [
+    ("HF_TOKEN=hf_abc", "HF_TOKEN=<redacted>", "looks like a secret"),
+    ("HF_API_TOKEN=abc", "HF_API_TOKEN=<redacted>", "looks like a secret"),
+    ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY_ID=<redacted>", "looks like a secret"),
+    ("DB_PASSWORD=hunter2", "DB_PASSWORD=<redacted>", "looks like a secret"),
+    ("DATABASE_URL=postgres://u:p@h", "DATABASE_URL=<redacted>", "holds a password in a URL"),
+    ("KEY_HINT=AKIAIOSFODNN7EXAMPLE", "KEY_HINT=<redacted>", "holds an AWS access key ID"),
+])
+def test_secret_looking_environment_variables_are_refused_without_echoing_them(item: str, shown: str,
+                                                                               why: str) -> None:
+    message = error("dev", containerEnvironment=["LOG_LEVEL=info", item])
+    assert f"model-serving:containerEnvironment = '{shown}': {why}" in message
+    assert "Secrets Manager" in message
+    assert item.partition("=")[2] not in message and "LOG_LEVEL" not in message
+
+
+@pytest.mark.parametrize("item", ["TOKENIZERS_PARALLELISM=false", "MAX_NEW_TOKENS=512", "HF_HUB_OFFLINE=1",
+                                  "TOKEN_TTL_SECONDS=60", "MODEL_URL=https://huggingface.co/org/model"])
+def test_ordinary_ml_environment_variables_pass(item: str) -> None:
+    settings = parse_settings(PROJECT, "dev", raw_config("dev", containerEnvironment=[item]))
+    assert settings.environment == (tuple(item.split("=", 1)),)
 
 
 def test_malformed_environment_entries_are_refused() -> None:
@@ -148,7 +165,7 @@ def test_prod_refuses_a_single_point_of_failure(overrides: dict[str, Any], expec
 
 def test_dev_allows_what_prod_refuses() -> None:
     settings = parse_settings(PROJECT, "dev", raw_config("dev", minTaskCount=1, image="latest", onDemandBaseTasks=0))
-    assert (settings.service.min_tasks, settings.task.image.reference) == (1, "latest")
+    assert (settings.min_task_count, settings.image_ref.reference) == (1, "latest")
 
 
 def test_all_errors_are_reported_together() -> None:
