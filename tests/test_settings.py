@@ -6,7 +6,8 @@ import pulumi
 import pytest
 
 from infra.settings import SettingsError, parse_settings
-from tests.harness import PROJECT, run_stack, run_stack_expecting_error, stack_config
+from infra.settings.args import StackArgs, component_args
+from tests.harness import PROJECT, PROJECT_DIR, run_stack, run_stack_expecting_error, stack_config
 
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
 
@@ -185,3 +186,60 @@ def test_bad_config_stops_the_program_before_any_resource_is_registered() -> Non
 def test_a_valid_run_registers_resources_so_the_check_above_can_fail() -> None:
     run = run_stack("dev", overrides={"capacityTargetPercent": 90})
     assert len(run.resources) > 30
+
+
+def args_of(stack: str, **overrides: Any) -> StackArgs:
+    return component_args(parse_settings(PROJECT, stack, raw_config(stack, **overrides)))
+
+
+def test_dev_and_prod_differ_only_through_explicit_component_args() -> None:
+    dev, prod = args_of("dev"), args_of("prod")
+    assert (dev.registry.immutable_tags, dev.registry.retain_on_delete, dev.registry.force_delete) == (
+        False, False, True)
+    assert (prod.registry.immutable_tags, prod.registry.retain_on_delete, prod.registry.force_delete) == (
+        True, True, False)
+    assert (dev.load_balancer.deletion_protection, prod.load_balancer.deletion_protection) == (False, True)
+    assert prod.load_balancer.access_logs is not None
+    assert (prod.load_balancer.access_logs.retain_on_delete, prod.load_balancer.access_logs.force_destroy) == (
+        True, False)
+    assert (dev.logging.kms_deletion_window_days, prod.logging.kms_deletion_window_days) == (7, 30)
+    assert dev.image is not None and dev.image.tag == "latest" and prod.image is None
+
+
+@pytest.mark.parametrize("module", sorted(path.stem for path in (PROJECT_DIR / "infra").glob("*.py")))
+def test_components_read_their_own_args_not_the_settings(module: str) -> None:
+    source = (PROJECT_DIR / "infra" / f"{module}.py").read_text()
+    assert "infra.settings" not in source and "is_prod" not in source and "environment_class" not in source
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_on_demand_and_spot_are_two_groups_of_one_description_named_as_in_the_capacity_plan(stack: str) -> None:
+    settings = parse_settings(PROJECT, stack, raw_config(stack))
+    groups = component_args(settings).cluster.groups
+    assert [group.name for group in groups] == [plan.name for plan in settings.capacity_plan()] == ["onDemand",
+                                                                                                     "spot"]
+    on_demand, spot = groups
+    assert (on_demand.market, on_demand.instance_types, on_demand.max_size, on_demand.weight) == (
+        "on-demand", (settings.instance_type,), settings.instance_max_count, settings.on_demand_weight)
+    assert (spot.market, spot.instance_types, spot.max_size, spot.weight, spot.warm_pool_min_size) == (
+        "spot", settings.spot_instance_types, settings.spot_max_count, settings.spot_weight, 0)
+
+
+def test_without_spot_types_there_is_only_the_on_demand_group() -> None:
+    groups = args_of("dev", spotInstanceTypes=[], spotMaxCount=0, spotWeight=0, onDemandWeight=1,
+                     instanceMaxCount=2).cluster.groups
+    assert [group.name for group in groups] == ["onDemand"]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"containerInsights": "yes"}, "model-serving:containerInsights = 'yes': must be true or false"),
+    ({"taskCpu": "lots"}, "model-serving:taskCpu = 'lots': must be a whole number from 128 to 196608"),
+    ({"taskCpu": "1.5"}, "model-serving:taskCpu = '1.5': must be a whole number from 128 to 196608"),
+    ({"natGateways": "Many"}, "model-serving:natGateways = 'Many': must be one of Single, OnePerAz"),
+    ({"ingressCidrs": "not json"}, "model-serving:ingressCidrs = 'not json': must be a list of strings"),
+    ({"logRetentionDays": 8}, "model-serving:logRetentionDays = 8: must be a value CloudWatch Logs accepts"),
+])
+def test_parse_errors_are_translated_into_the_project_style(overrides: dict[str, Any], expected: str) -> None:
+    message = error("dev", **overrides)
+    assert expected in message
+    assert "pydantic" not in message and "validation error" not in message and "input_value" not in message
