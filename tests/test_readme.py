@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.settings import project_schema
 from infra.settings.model import Settings
-from infra.settings.schema import config_schema
+from infra.settings.schema import config_schema, with_config_block
 from tests.harness import PROJECT_DIR, StackRun
 from tools import readme_tables
 from tools.readme_tables import config_table, plan_table
@@ -67,3 +68,13 @@ def test_readme_outputs_table_lists_exactly_the_stack_outputs(dev: StackRun, pro
     rows = readme_table("| output | what it is |")[2:]
     documented = {re.match(r"^\| `(\w+)` \|", row).group(1) for row in rows}  # type: ignore[union-attr]
     assert documented == set(dev.outputs) | set(prod.outputs)
+
+
+def test_regenerating_keeps_provider_keys_and_everything_outside_the_config_block() -> None:
+    text = readme_tables.PROJECT_FILE.read_text()
+    with_region = text.replace("\nconfig:\n", "\nconfig:\n  aws:region: us-west-2\n", 1)
+    regenerated = with_config_block(with_region)
+    assert regenerated == with_config_block(regenerated)  # stable
+    config = yaml.safe_load(regenerated)["config"]
+    assert config["aws:region"] == "us-west-2" and config["containerPort"]["default"] == 8080
+    assert regenerated.split("\n# Every setting")[0] == text.split("\n# Every setting")[0]  # name, runtime, ...

@@ -58,8 +58,10 @@ def _report(errors: Errors, detail: ErrorDetails) -> None:
         errors.fail(key, value, f"must be a whole number from {low} to {high}")
     elif kind == "literal_error":
         errors.fail(key, value, "must be one of " + ", ".join(choices(field)))
-    else:
+    elif kind in ("setting", "secret"):  # our own checks: the message is the "must be ..." sentence
         errors.fail(key, value, detail["msg"])
+    else:  # a shape pydantic refused before any check (not text, not a list, ...)
+        errors.fail(key, value, f"must be {'a list of strings' if pulumi_type(field) == 'array' else 'text'}")
 
 
 def load_settings() -> Settings:

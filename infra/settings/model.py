@@ -173,7 +173,8 @@ def parse_image(value: str) -> ImageRef | None:
 
 
 # Field names are the config keys in snake_case; `alias` only where camelCase cannot be derived (MiB, GiB).
-CONFIG = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True, validate_default=False)
+# Numbers given for a text key (`image: 2`, as YAML reads it) are that text, as the CLI would pass it.
+CONFIG = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class _Environment(BaseModel):

@@ -97,10 +97,14 @@ def _section(cls: type[BaseModel]) -> str:
     return (cls.__doc__ or cls.__name__).strip()
 
 
-def config_block() -> str:
-    """The `config:` block of Pulumi.yaml, grouped by section, values as JSON (which YAML reads as is)."""
+def config_block(namespaced: dict[str, Any] | None = None) -> str:
+    """The `config:` block of Pulumi.yaml, grouped by section, values as JSON (which YAML reads as is).
+
+    `namespaced` keys (`aws:region: ...`) are provider values, not this project's settings: kept as given."""
     schema = config_schema()
     lines = [CONFIG_HEADER.rstrip("\n"), "config:"]
+    for key, value in (namespaced or {}).items():
+        lines.append(f"  {key}: {json.dumps(value)}")
     for cls in SECTIONS:
         title = f"  # --- {_section(cls)} "
         lines.append(title + "-" * (100 - len(title)))
@@ -127,7 +131,9 @@ def with_config_block(project_yaml: str) -> str:
     end = next((i for i, line in enumerate(rest) if i and line and not line.startswith((" ", "#", "config:"))),
                len(rest))
     tail = "\n".join(rest[end:])
-    return project_yaml[:start] + config_block() + (("\n" + tail) if tail.strip() else "")
+    config = yaml.safe_load(project_yaml).get("config") or {}
+    namespaced = {key: value for key, value in config.items() if ":" in key}
+    return project_yaml[:start] + config_block(namespaced) + (("\n" + tail) if tail.strip() else "")
 
 
 @functools.cache
