@@ -1,8 +1,8 @@
 """Registry: the stack's ECR repository and its lifecycle policy.
 
-prod-like stacks get immutable tags, and the repository is retained when the stack is destroyed
-(`retain_on_delete`): the images a running prod depends on outlive the service stack, and `pulumi destroy`
-still completes. dev repositories are deleted with their images (`force_delete`).
+`RegistryArgs` say whether tags are immutable and whether the repository outlives the stack
+(`retain_on_delete`: the images a running service depends on survive `pulumi destroy`, which still completes)
+or goes with its images (`force_delete`); infra/settings/args.py decides (prod-like: immutable and retained).
 """
 
 import json
