@@ -1,6 +1,7 @@
 """The model-serving stack: validated settings in, composed infrastructure pieces out.
 
-Every piece lives in infra/ as one ComponentResource; this file only wires their outputs together.
+Every piece lives in infra/ as one ComponentResource with its own args; infra/settings/args.py derives
+them from the settings (and holds every dev/prod difference); this file only wires the pieces together.
 """
 
 import pulumi
@@ -15,11 +16,13 @@ from infra.network import Network
 from infra.registry import Registry
 from infra.service import Service
 from infra.settings import load_settings
+from infra.settings.args import component_args
 from infra.task import Task
 
 settings = load_settings()
+args = component_args(settings)
 name = settings.name_prefix
-if settings.is_prod and not settings.load_balancer.certificate_arn:
+if settings.is_prod and not settings.certificate_arn:
     pulumi.log.warn("environmentClass prod without certificateArn: the load balancer serves plain HTTP. "
                     "Set certificateArn to serve HTTPS and redirect HTTP to it.")
 
@@ -28,30 +31,32 @@ provider = aws.Provider("aws", region=aws.config.region,
                         default_tags=aws.ProviderDefaultTagsArgs(tags=settings.tags))
 opts = pulumi.ResourceOptions(providers={"aws": provider})
 
-network = Network(name, settings, opts=opts)
-registry = Registry(name, settings, opts=opts)
-logs = Logging(name, settings, opts=opts)
-cluster = Cluster(name, settings, private_subnet_ids=network.private_subnet_ids,
+network = Network(name, args.network, opts=opts)
+registry = Registry(name, args.registry, opts=opts)
+logs = Logging(name, args.logging, opts=opts)
+cluster = Cluster(name, args.cluster, private_subnet_ids=network.private_subnet_ids,
                   instance_security_group_id=network.instance_security_group.id, opts=opts)
 # imageBuild: build app/ and run the pushed digest; otherwise the configured tag, digest or URI.
-image = (Image(name, settings, repository=registry.repository, opts=opts).image_uri if settings.task.image_build
-         else registry.repository_url.apply(settings.task.image.in_repository))
-task = Task(name, settings, image=image, log_group_name=logs.log_group.name, opts=opts)
-load_balancer = LoadBalancer(name, settings, vpc_id=network.vpc_id, public_subnet_ids=network.public_subnet_ids,
+image = (Image(name, args.image, repository=registry.repository, opts=opts).image_uri if args.image
+         else registry.repository_url.apply(settings.image_ref.in_repository))
+task = Task(name, args.task, image=image, log_group_name=logs.log_group.name, opts=opts)
+load_balancer = LoadBalancer(name, args.load_balancer, vpc_id=network.vpc_id,
+                             public_subnet_ids=network.public_subnet_ids,
                              security_group_id=network.alb_security_group.id, opts=opts)
 service = Service(
-    name, settings,
+    name, args.service,
     cluster_arn=cluster.cluster.arn,
     strategy=cluster.strategy,
     task_definition_arn=task.task_definition.arn,
     target_group_arn=load_balancer.target_group.arn,
     private_subnet_ids=network.private_subnet_ids,
     task_security_group_id=network.task_security_group.id,
-    depends_on=[cluster.capacity_providers, *load_balancer.listeners, *cluster.instance_role_attachments,
-                *task.execution_role_attachments, *task.task_role_attachments],
+    # Waiting for a component waits for all its resources: the capacity-provider association and instance
+    # policies, the listeners, the execution and task role policies (infra/service.py says why).
+    depends_on=[cluster, load_balancer, task],
     opts=opts,
 )
-Autoscaling(name, settings, cluster_name=cluster.cluster.name, service_name=service.service.name,
+Autoscaling(name, args.autoscaling, cluster_name=cluster.cluster.name, service_name=service.service.name,
             load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
             target_group_arn_suffix=load_balancer.target_group.arn_suffix, opts=opts)
 
@@ -60,10 +65,12 @@ pulumi.export("repositoryUrl", registry.repository_url)
 pulumi.export("image", image)
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("serviceName", service.service.name)
-pulumi.export("autoScalingGroupName", cluster.on_demand.auto_scaling_group.name)
-pulumi.export("capacityProviderName", cluster.on_demand.capacity_provider.name)
-if cluster.spot:
-    pulumi.export("spotAutoScalingGroupName", cluster.spot.auto_scaling_group.name)
-    pulumi.export("spotCapacityProviderName", cluster.spot.capacity_provider.name)
-pulumi.export("capacityPlan", {provider.name: provider.as_output() for provider in settings.capacity_plan()})
+# Output names predate the group names (onDemand, spot); scripts read them, so they stay.
+on_demand, spot = cluster.groups["onDemand"], cluster.groups.get("spot")
+pulumi.export("autoScalingGroupName", on_demand.auto_scaling_group.name)
+pulumi.export("capacityProviderName", on_demand.capacity_provider.name)
+if spot:
+    pulumi.export("spotAutoScalingGroupName", spot.auto_scaling_group.name)
+    pulumi.export("spotCapacityProviderName", spot.capacity_provider.name)
+pulumi.export("capacityPlan", {plan.name: plan.as_output() for plan in settings.capacity_plan()})
 pulumi.export("logGroupName", logs.log_group.name)

@@ -5,11 +5,17 @@ ones (since 2022) as the `logdelivery.elasticloadbalancing.amazonaws.com` servic
 """
 
 import json
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import Settings
+
+@dataclass(frozen=True)
+class AccessLogsArgs:
+    force_destroy: bool  # delete the bucket with its logs
+    retain_on_delete: bool  # leave the bucket in AWS when the stack is destroyed
+    expiration_days: int
 
 PREFIX = "alb"
 
@@ -39,15 +45,14 @@ class AccessLogs(pulumi.ComponentResource):
     policy: aws.s3.BucketPolicy
     prefix: str = PREFIX
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: AccessLogsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:AccessLogs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
 
-        # prod keeps its logs when the stack is destroyed; dev deletes them with the bucket.
         self.bucket = aws.s3.Bucket(
-            name, force_destroy=not settings.is_prod,
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod))
+            name, force_destroy=args.force_destroy,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete))
         self.public_access_block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access", bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
             ignore_public_acls=True, restrict_public_buckets=True, opts=child)
@@ -67,7 +72,7 @@ class AccessLogs(pulumi.ComponentResource):
                 id="expire-access-logs", status="Enabled",
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{PREFIX}/"),
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
-                    days=settings.task.log_retention_days))],
+                    days=args.expiration_days))],
             opts=child)
         self.policy = aws.s3.BucketPolicy(
             f"{name}-policy", bucket=self.bucket.id,

@@ -5,10 +5,27 @@ the service to zero tasks (nights, weekends) and back; the capacity providers th
 groups to zero and back through managed scaling.
 """
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import Settings
+
+@dataclass(frozen=True)
+class AutoscalingArgs:
+    min_tasks: int
+    max_tasks: int
+    requests_per_target_per_minute: int
+    cpu_target_percent: int
+    scale_out_cooldown_seconds: int
+    scale_in_cooldown_seconds: int
+    scale_to_zero_cron: str  # "": no schedules (validation sets both crons or neither)
+    scale_up_cron: str
+    schedule_timezone: str
+
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.scale_to_zero_cron)
 
 
 def request_count_label(load_balancer_arn_suffix: str, target_group_arn_suffix: str) -> str:
@@ -22,11 +39,11 @@ class Autoscaling(pulumi.ComponentResource):
     cpu_policy: aws.appautoscaling.Policy
     scheduled_actions: list[aws.appautoscaling.ScheduledAction]
 
-    def __init__(self, name: str, settings: Settings, *, cluster_name: pulumi.Input[str],
+    def __init__(self, name: str, args: AutoscalingArgs, *, cluster_name: pulumi.Input[str],
                  service_name: pulumi.Input[str], load_balancer_arn_suffix: pulumi.Input[str],
                  target_group_arn_suffix: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Autoscaling", name, None, opts)
-        scaling, svc = settings.scaling, settings.service
+        scaling = svc = args
         child = pulumi.ResourceOptions(parent=self)
 
         self.target = aws.appautoscaling.Target(

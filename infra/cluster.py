@@ -12,6 +12,7 @@ order because each depends on the next.
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -19,7 +20,6 @@ import pulumi_aws as aws
 from infra.iam import service_role
 from infra.instance_types import InstanceType
 from infra.naming import capacity_provider_name
-from infra.settings import Settings
 
 AMI_PARAMETERS = {
     "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
@@ -33,25 +33,56 @@ INSTANCE_POLICIES = (
 )
 
 
+@dataclass(frozen=True)
+class CapacityGroupArgs:
+    """One Auto Scaling group and its capacity provider: the onDemand and the spot group are two of these."""
+
+    name: str  # "onDemand" or "spot": the strategy, the capacity plan and the README use it
+    resource_suffix: str  # of the Pulumi resource names; fixed for running stacks (a rename replaces)
+    provider_suffix: str  # of the capacity provider's name
+    market: Literal["on-demand", "spot"]
+    instance_types: tuple[str, ...]  # one for on-demand; Spot's interchangeable types as overrides
+    min_size: int
+    max_size: int
+    weight: int
+    base: int
+    warm_pool_min_size: int  # 0: none (AWS allows warm pools only on groups without Spot)
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    name_prefix: str
+    tags: dict[str, str]
+    container_insights: bool
+    instance: InstanceType  # every group's architecture and GPU-ness (validation makes them agree)
+    root_volume_gib: int
+    stop_timeout_seconds: int
+    target_capacity_percent: int
+    min_scaling_step: int
+    max_scaling_step: int
+    instance_warmup_seconds: int
+    groups: tuple[CapacityGroupArgs, ...]
+
+
 def ami_parameter(instance: InstanceType) -> str:
     return AMI_PARAMETERS["gpu" if instance.gpus else instance.architecture]
 
 
-def ecs_agent_config(cluster_name: str, settings: Settings, spot: bool) -> dict[str, str]:
+def ecs_agent_config(cluster_name: str, stop_timeout_seconds: int, group: CapacityGroupArgs) -> dict[str, str]:
     config = {
         "ECS_CLUSTER": cluster_name,
         "ECS_ENABLE_TASK_IAM_ROLE": "true",
         # Tasks must not reach the instance role's credentials through IMDS.
         "ECS_AWSVPC_BLOCK_IMDS": "true",
-        "ECS_CONTAINER_STOP_TIMEOUT": f"{settings.task.stop_timeout_seconds}s",
+        "ECS_CONTAINER_STOP_TIMEOUT": f"{stop_timeout_seconds}s",
         # Model images are large: a cached image starts a task in seconds.
         "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached",
         "ECS_ENABLE_CONTAINER_METADATA": "true",
     }
-    if spot:
+    if group.market == "spot":
         # Drain tasks as soon as the two-minute Spot interruption notice arrives.
         config["ECS_ENABLE_SPOT_INSTANCE_DRAINING"] = "true"
-    elif settings.capacity.warm_pool_min_size:
+    elif group.warm_pool_min_size:
         # An instance initialised into the warm pool must not register until it actually enters service.
         config["ECS_WARM_POOLS_CHECK"] = "true"
     return config
@@ -77,43 +108,38 @@ class Cluster(pulumi.ComponentResource):
     instance_role: aws.iam.Role
     instance_role_attachments: list[aws.iam.RolePolicyAttachment]
     instance_profile: aws.iam.InstanceProfile
-    on_demand: CapacityGroup
-    spot: CapacityGroup | None
+    groups: dict[str, CapacityGroup]  # by CapacityGroupArgs.name, onDemand first
     capacity_providers: aws.ecs.ClusterCapacityProviders
     strategy: list[tuple[pulumi.Output[str], int, int]]
 
-    def __init__(self, name: str, settings: Settings, private_subnet_ids: pulumi.Input[Sequence[str]],
+    def __init__(self, name: str, args: ClusterArgs, private_subnet_ids: pulumi.Input[Sequence[str]],
                  instance_security_group_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Cluster", name, None, opts)
-        self.settings, self.name = settings, name
+        self.args, self.name = args, name
         self.private_subnet_ids, self.instance_security_group_id = private_subnet_ids, instance_security_group_id
-        cap = settings.capacity
         child = pulumi.ResourceOptions(parent=self)
 
         self.cluster = aws.ecs.Cluster(
             f"{name}",
             settings=[aws.ecs.ClusterSettingArgs(
-                name="containerInsights", value="enabled" if cap.container_insights else "disabled")],
+                name="containerInsights", value="enabled" if args.container_insights else "disabled")],
             opts=child,
         )
         self.instance_role, self.instance_role_attachments = service_role(
-            settings.name_prefix, "instance", "ec2.amazonaws.com", INSTANCE_POLICIES, self,
+            args.name_prefix, "instance", "ec2.amazonaws.com", INSTANCE_POLICIES, self,
             "ECS container instances: register with the cluster, pull images, SSM sessions (no SSH)")
         self.instance_profile = aws.iam.InstanceProfile(f"{name}-instance", role=self.instance_role.name,
                                                         opts=child)
 
-        self.on_demand = self._capacity_group("instances", spot=False)
-        self.spot = self._capacity_group("spot", spot=True) if cap.spot else None
+        self.groups = {group.name: self._capacity_group(group) for group in args.groups}
 
-        # Only providers that can receive tasks go into the strategy; both are associated with the cluster.
-        self.strategy = [(self.on_demand.capacity_provider.name, cap.on_demand_weight, cap.on_demand_base_tasks)]
-        if self.spot:
-            self.strategy.append((self.spot.capacity_provider.name, cap.spot_weight, 0))
-        self.strategy = [item for item in self.strategy if item[1] or item[2]]
+        # Only providers that can receive tasks go into the strategy; all are associated with the cluster.
+        self.strategy = [(self.groups[group.name].capacity_provider.name, group.weight, group.base)
+                         for group in args.groups if group.weight or group.base]
         self.capacity_providers = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity-providers",
             cluster_name=self.cluster.name,
-            capacity_providers=[group.capacity_provider.name for group in (self.on_demand, self.spot) if group],
+            capacity_providers=[group.capacity_provider.name for group in self.groups.values()],
             default_capacity_provider_strategies=[
                 aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
                     capacity_provider=provider, weight=weight, base=base)
@@ -121,23 +147,24 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
 
+        first = next(iter(self.groups.values()))
         self.register_outputs({
             "clusterName": self.cluster.name,
-            "autoScalingGroupName": self.on_demand.auto_scaling_group.name,
-            "capacityProviderName": self.on_demand.capacity_provider.name,
+            "autoScalingGroupName": first.auto_scaling_group.name,
+            "capacityProviderName": first.capacity_provider.name,
         })
 
-    def _capacity_group(self, suffix: str, spot: bool) -> CapacityGroup:
-        settings, cap, name = self.settings, self.settings.capacity, f"{self.name}-{suffix}"
+    def _capacity_group(self, spec: CapacityGroupArgs) -> CapacityGroup:
+        args, suffix, name = self.args, spec.resource_suffix, f"{self.name}-{spec.resource_suffix}"
+        spot = spec.market == "spot"
         child = pulumi.ResourceOptions(parent=self)
-        # Validation guarantees every Spot type shares the On-Demand type's architecture and GPU-ness.
-        ami_id = aws.ssm.get_parameter_output(name=ami_parameter(settings.instance_type),
+        ami_id = aws.ssm.get_parameter_output(name=ami_parameter(args.instance),
                                               opts=pulumi.InvokeOutputOptions(parent=self)).value
         launch_template = aws.ec2.LaunchTemplate(
             name,
-            description=f"ECS container instances ({'Spot' if spot else 'On-Demand'}) of {settings.name_prefix}",
+            description=f"ECS container instances ({'Spot' if spot else 'On-Demand'}) of {args.name_prefix}",
             image_id=ami_id,
-            instance_type=None if spot else cap.instance_type,  # a Spot group takes its types from overrides
+            instance_type=None if spot else spec.instance_types[0],  # Spot takes its types from overrides
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=self.instance_profile.arn),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
@@ -145,7 +172,7 @@ class Cluster(pulumi.ComponentResource):
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=ROOT_DEVICE,
                 ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                    volume_size=cap.root_volume_gib, volume_type="gp3", encrypted="true",
+                    volume_size=args.root_volume_gib, volume_type="gp3", encrypted="true",
                     delete_on_termination="true"),
             )],
             network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
@@ -153,14 +180,14 @@ class Cluster(pulumi.ComponentResource):
                 security_groups=[self.instance_security_group_id])],
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
             user_data=self.cluster.name.apply(
-                lambda cluster_name: user_data(ecs_agent_config(cluster_name, settings, spot))),
+                lambda cluster_name: user_data(ecs_agent_config(cluster_name, args.stop_timeout_seconds, spec))),
             update_default_version=True,
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume",
-                                                                          tags=settings.tags)],
+                                                                          tags=args.tags)],
             opts=child,
         )
         version = launch_template.latest_version.apply(str)
-        instance_tags = {**settings.tags, "Name": f"{settings.name_prefix}-{suffix}"}
+        instance_tags = {**args.tags, "Name": f"{args.name_prefix}-{suffix}"}
         mixed_instances = aws.autoscaling.GroupMixedInstancesPolicyArgs(
             instances_distribution=aws.autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
                 on_demand_base_capacity=0, on_demand_percentage_above_base_capacity=0,
@@ -170,16 +197,15 @@ class Cluster(pulumi.ComponentResource):
                 GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
                     launch_template_id=launch_template.id, version=version),
                 overrides=[aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
-                           for t in cap.spot_instance_types]),
+                           for t in spec.instance_types]),
         ) if spot else None
-        # AWS allows warm pools only on groups without Spot.
-        warm_pool = aws.autoscaling.GroupWarmPoolArgs(pool_state="Stopped", min_size=cap.warm_pool_min_size) \
-            if not spot and cap.warm_pool_min_size else None
+        warm_pool = aws.autoscaling.GroupWarmPoolArgs(pool_state="Stopped", min_size=spec.warm_pool_min_size) \
+            if spec.warm_pool_min_size else None
         group = aws.autoscaling.Group(
             name,
             vpc_zone_identifiers=self.private_subnet_ids,
-            min_size=cap.spot_min_instances if spot else cap.min_instances,
-            max_size=cap.spot_max_instances if spot else cap.max_instances,
+            min_size=spec.min_size,
+            max_size=spec.max_size,
             launch_template=None if spot else aws.autoscaling.GroupLaunchTemplateArgs(
                 id=launch_template.id, version=version),
             mixed_instances_policy=mixed_instances,
@@ -198,17 +224,17 @@ class Cluster(pulumi.ComponentResource):
                                         depends_on=self.instance_role_attachments),
         )
         provider = aws.ecs.CapacityProvider(
-            capacity_provider_name(settings.name_prefix) + ("-spot" if spot else ""),
+            capacity_provider_name(args.name_prefix) + spec.provider_suffix,
             auto_scaling_group_provider=aws.ecs.CapacityProviderAutoScalingGroupProviderArgs(
                 auto_scaling_group_arn=group.arn,
                 managed_termination_protection="ENABLED",
                 managed_draining="ENABLED",
                 managed_scaling=aws.ecs.CapacityProviderAutoScalingGroupProviderManagedScalingArgs(
                     status="ENABLED",
-                    target_capacity=cap.target_capacity_percent,
-                    minimum_scaling_step_size=cap.min_scaling_step,
-                    maximum_scaling_step_size=cap.max_scaling_step,
-                    instance_warmup_period=cap.instance_warmup_seconds,
+                    target_capacity=args.target_capacity_percent,
+                    minimum_scaling_step_size=args.min_scaling_step,
+                    maximum_scaling_step_size=args.max_scaling_step,
+                    instance_warmup_period=args.instance_warmup_seconds,
                 ),
             ),
             opts=child,

@@ -7,11 +7,16 @@ by digest (`<repository>@sha256:...`), so a build that changes the image changes
 ECS rolls out a new revision; an unchanged build context is not rebuilt.
 """
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from infra.settings import Settings
+
+@dataclass(frozen=True)
+class ImageArgs:
+    tag: str  # the tag the build is pushed under
 
 # Relative to the project directory, where Pulumi runs the program: the same path on every machine, so the
 # inputs (and the diff) do not change with the checkout's location.
@@ -29,10 +34,10 @@ class Image(pulumi.ComponentResource):
     image: docker_build.Image
     image_uri: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: Settings, *, repository: aws.ecr.Repository,
+    def __init__(self, name: str, args: ImageArgs, *, repository: aws.ecr.Repository,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Image", name, None, opts)
-        tag = settings.task.image.reference
+        tag = args.tag
         token = aws.ecr.get_authorization_token_output(registry_id=repository.registry_id,
                                                        opts=pulumi.InvokeOutputOptions(parent=self))
 

@@ -5,16 +5,33 @@ and port 443 terminates TLS 1.2/1.3 only.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.access_logs import AccessLogs
+from infra.access_logs import AccessLogs, AccessLogsArgs
 from infra.naming import LOAD_BALANCER_NAME_MAX, TARGET_GROUP_NAME_MAX, bounded_name
 from infra.network import HTTP_PORT, HTTPS_PORT
-from infra.settings import Settings
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+@dataclass(frozen=True)
+class LoadBalancerArgs:
+    name_prefix: str
+    idle_timeout_seconds: int
+    deletion_protection: bool
+    access_logs: AccessLogsArgs | None  # None: no access-log bucket
+    certificate_arn: str  # "": HTTP only
+    target_port: int
+    deregistration_delay_seconds: int
+    health_check_path: str
+    health_check_matcher: str
+    health_check_interval_seconds: int
+    health_check_timeout_seconds: int
+    healthy_threshold: int
+    unhealthy_threshold: int
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -26,16 +43,16 @@ class LoadBalancer(pulumi.ComponentResource):
     listeners: list[aws.lb.Listener]
     url: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: Settings, vpc_id: pulumi.Input[str],
+    def __init__(self, name: str, args: LoadBalancerArgs, vpc_id: pulumi.Input[str],
                  public_subnet_ids: pulumi.Input[Sequence[str]], security_group_id: pulumi.Input[str],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:LoadBalancer", name, None, opts)
-        lb = settings.load_balancer
+        lb = args
         child = pulumi.ResourceOptions(parent=self)
 
-        self.access_logs = AccessLogs(f"{name}-logs", settings, opts=child) if lb.access_logs else None
+        self.access_logs = AccessLogs(f"{name}-logs", lb.access_logs, opts=child) if lb.access_logs else None
         self.load_balancer = aws.lb.LoadBalancer(
-            bounded_name(settings.name_prefix, "alb", LOAD_BALANCER_NAME_MAX),
+            bounded_name(lb.name_prefix, "alb", LOAD_BALANCER_NAME_MAX),
             load_balancer_type="application",
             internal=False,
             subnets=public_subnet_ids,
@@ -43,7 +60,7 @@ class LoadBalancer(pulumi.ComponentResource):
             idle_timeout=lb.idle_timeout_seconds,
             drop_invalid_header_fields=True,
             desync_mitigation_mode="defensive",
-            enable_deletion_protection=settings.is_prod,
+            enable_deletion_protection=lb.deletion_protection,
             access_logs=aws.lb.LoadBalancerAccessLogsArgs(
                 bucket=self.access_logs.bucket.id, prefix=self.access_logs.prefix, enabled=True,
             ) if self.access_logs else None,
@@ -52,11 +69,11 @@ class LoadBalancer(pulumi.ComponentResource):
                                         depends_on=[self.access_logs.policy] if self.access_logs else []),
         )
         self.target_group = aws.lb.TargetGroup(
-            bounded_name(settings.name_prefix, "tg", TARGET_GROUP_NAME_MAX),
+            bounded_name(lb.name_prefix, "tg", TARGET_GROUP_NAME_MAX),
             vpc_id=vpc_id,
             target_type="ip",  # awsvpc tasks register by ENI address
             protocol="HTTP",
-            port=settings.task.port,
+            port=lb.target_port,
             deregistration_delay=lb.deregistration_delay_seconds,
             # Inference latency varies per request: route to the target with the fewest in flight.
             load_balancing_algorithm_type="least_outstanding_requests",

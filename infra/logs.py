@@ -1,11 +1,18 @@
 """Logging: the model server's CloudWatch log group, optionally encrypted with a rotated KMS key."""
 
 import json
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import Settings
+
+@dataclass(frozen=True)
+class LoggingArgs:
+    name_prefix: str
+    retention_days: int
+    kms_encryption: bool
+    kms_deletion_window_days: int
 
 
 def log_key_policy(partition: str, account_id: str, region: str) -> str:
@@ -37,13 +44,13 @@ class Logging(pulumi.ComponentResource):
     key: aws.kms.Key | None
     log_group: aws.cloudwatch.LogGroup
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: LoggingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Logging", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
 
         self.key = None
-        if settings.task.log_kms_encryption:
+        if args.kms_encryption:
             identity = aws.get_caller_identity_output(opts=invoke)
             policy = pulumi.Output.all(
                 aws.get_partition_output(opts=invoke).partition, identity.account_id,
@@ -51,17 +58,17 @@ class Logging(pulumi.ComponentResource):
             ).apply(lambda args: log_key_policy(*args))
             self.key = aws.kms.Key(
                 f"{name}-logs",
-                description=f"Encrypts the model server logs of {settings.name_prefix}",
+                description=f"Encrypts the model server logs of {args.name_prefix}",
                 enable_key_rotation=True,
-                deletion_window_in_days=30 if settings.is_prod else 7,
+                deletion_window_in_days=args.kms_deletion_window_days,
                 policy=policy,
                 opts=child,
             )
 
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}",
-            name_prefix=f"/ecs/{settings.name_prefix}/",
-            retention_in_days=settings.task.log_retention_days,
+            name_prefix=f"/ecs/{args.name_prefix}/",
+            retention_in_days=args.retention_days,
             kms_key_id=self.key.arn if self.key else None,
             opts=child,
         )

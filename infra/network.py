@@ -6,16 +6,29 @@ mixes the two styles (they overwrite each other).
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
-from infra.settings import Settings
-
 HTTP_PORT = 80
 HTTPS_PORT = 443
 ANYWHERE = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    name_prefix: str
+    existing_vpc_id: str  # "": create a VPC from the three settings below
+    existing_public_subnet_ids: tuple[str, ...]
+    existing_private_subnet_ids: tuple[str, ...]
+    vpc_cidr: str
+    availability_zone_count: int
+    nat_gateways: str
+    ingress_cidrs: tuple[str, ...]
+    listener_ports: tuple[int, ...]  # the load balancer's listeners, open to ingress_cidrs
+    container_port: int
 
 
 class Network(pulumi.ComponentResource):
@@ -29,9 +42,9 @@ class Network(pulumi.ComponentResource):
     ingress_rules: list[aws.vpc.SecurityGroupIngressRule]
     egress_rules: list[aws.vpc.SecurityGroupEgressRule]
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Network", name, None, opts)
-        net = settings.network
+        net = args
         child = pulumi.ResourceOptions(parent=self)
 
         if net.existing_vpc_id:
@@ -61,14 +74,13 @@ class Network(pulumi.ComponentResource):
 
         def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
             return aws.ec2.SecurityGroup(f"{name}-{suffix}", description=description, vpc_id=self.vpc_id,
-                                         tags={"Name": f"{settings.name_prefix}-{suffix}"}, opts=child)
+                                         tags={"Name": f"{net.name_prefix}-{suffix}"}, opts=child)
 
         self.alb_security_group = group("alb", "Load balancer: HTTP(S) from the allowed CIDRs")
         self.task_security_group = group("tasks", "Model server tasks: container port from the load balancer")
         self.instance_security_group = group("instances", "ECS container instances: no inbound, HTTPS out")
 
-        port = settings.task.port
-        listener_ports = [HTTP_PORT] + ([HTTPS_PORT] if settings.load_balancer.certificate_arn else [])
+        port = net.container_port
         self.ingress_rules = [
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-alb-in-{listener_port}-{index}",
@@ -77,7 +89,7 @@ class Network(pulumi.ComponentResource):
                 ip_protocol="tcp", from_port=listener_port, to_port=listener_port, cidr_ipv4=cidr,
                 opts=child,
             )
-            for listener_port in listener_ports
+            for listener_port in net.listener_ports
             for index, cidr in enumerate(net.ingress_cidrs)
         ]
         self.ingress_rules.append(aws.vpc.SecurityGroupIngressRule(

@@ -1,16 +1,24 @@
 """Registry: the stack's ECR repository and its lifecycle policy.
 
-prod-like stacks get immutable tags, and the repository is retained when the stack is destroyed
-(`retain_on_delete`): the images a running prod depends on outlive the service stack, and `pulumi destroy`
-still completes. dev repositories are deleted with their images (`force_delete`).
+`RegistryArgs` say whether tags are immutable and whether the repository outlives the stack
+(`retain_on_delete`: the images a running service depends on survive `pulumi destroy`, which still completes)
+or goes with its images (`force_delete`); infra/settings/args.py decides (prod-like: immutable and retained).
 """
 
 import json
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import Settings
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    immutable_tags: bool
+    force_delete: bool  # delete the repository with its images
+    retain_on_delete: bool  # leave the repository in AWS when the stack is destroyed
+    keep_tagged_images: int
+    untagged_expiry_days: int
 
 
 def lifecycle_policy(keep_tagged_images: int, untagged_expiry_days: int) -> str:
@@ -39,22 +47,21 @@ class Registry(pulumi.ComponentResource):
     lifecycle_policy: aws.ecr.LifecyclePolicy
     repository_url: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Registry", name, None, opts)
-        prod = settings.is_prod
 
         self.repository = aws.ecr.Repository(
             f"{name}-repo",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-            image_tag_mutability="IMMUTABLE" if prod else "MUTABLE",
+            image_tag_mutability="IMMUTABLE" if args.immutable_tags else "MUTABLE",
             encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS")],
-            force_delete=not prod,
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=prod),
+            force_delete=args.force_delete,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete),
         )
         self.lifecycle_policy = aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
             repository=self.repository.name,
-            policy=lifecycle_policy(settings.registry.keep_tagged_images, settings.registry.untagged_expiry_days),
+            policy=lifecycle_policy(args.keep_tagged_images, args.untagged_expiry_days),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.repository_url = self.repository.repository_url

@@ -8,30 +8,39 @@ destroy). Changing the capacity-provider strategy needs a new deployment, so eve
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.settings import Settings
 from infra.task import CONTAINER_NAME
+
+
+@dataclass(frozen=True)
+class ServiceArgs:
+    desired_count: int
+    deployment_minimum_healthy_percent: int
+    deployment_maximum_percent: int
+    health_check_grace_period_seconds: int
+    container_port: int
 
 
 class Service(pulumi.ComponentResource):
     service: aws.ecs.Service
 
-    def __init__(self, name: str, settings: Settings, *, cluster_arn: pulumi.Input[str],
+    def __init__(self, name: str, args: ServiceArgs, *, cluster_arn: pulumi.Input[str],
                  strategy: Sequence[tuple[pulumi.Input[str], int, int]], task_definition_arn: pulumi.Input[str],
                  target_group_arn: pulumi.Input[str], private_subnet_ids: pulumi.Input[Sequence[str]],
                  task_security_group_id: pulumi.Input[str], depends_on: Sequence[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Service", name, None, opts)
-        svc = settings.service
+        svc = args
 
         self.service = aws.ecs.Service(
             f"{name}",
             cluster=cluster_arn,
             task_definition=task_definition_arn,
-            desired_count=svc.desired_tasks,
+            desired_count=svc.desired_count,
             capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
                 capacity_provider=provider, weight=weight, base=base) for provider, weight, base in strategy],
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
@@ -42,7 +51,7 @@ class Service(pulumi.ComponentResource):
                 subnets=private_subnet_ids, security_groups=[task_security_group_id], assign_public_ip=False),
             load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
                 target_group_arn=target_group_arn, container_name=CONTAINER_NAME,
-                container_port=settings.task.port)],
+                container_port=svc.container_port)],
             ordered_placement_strategies=[
                 aws.ecs.ServiceOrderedPlacementStrategyArgs(type="spread", field="attribute:ecs.availability-zone"),
                 aws.ecs.ServiceOrderedPlacementStrategyArgs(type="binpack", field="memory"),

@@ -5,13 +5,13 @@ has nothing unless `taskRolePolicyArns` grants it something.
 """
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.iam import service_role
-from infra.settings import Settings, TaskSettings
 
 CONTAINER_NAME = "model-server"
 SCRATCH_VOLUME = "scratch"
@@ -20,8 +20,31 @@ EXECUTION_POLICIES = (aws.iam.ManagedPolicy.AMAZON_ECS_TASK_EXECUTION_ROLE_POLIC
 OPEN_FILES_LIMIT = 65536
 
 
-def container_definitions(task: TaskSettings, health_check_path: str, image: str, log_group: str,
-                          region: str) -> str:
+@dataclass(frozen=True)
+class ContainerArgs:
+    port: int
+    environment: tuple[tuple[str, str], ...]
+    user: str  # "": the image's USER
+    read_only_root_filesystem: bool
+    scratch_volume_path: str
+    health_check_command: str  # "": no container health check; {port} and {path} are filled in
+    health_check_path: str
+    start_period_seconds: int
+    stop_timeout_seconds: int
+    gpus: int
+    shared_memory_mib: int  # 0: Docker's default
+
+
+@dataclass(frozen=True)
+class TaskArgs:
+    name_prefix: str
+    cpu: int
+    memory_mib: int
+    role_policy_arns: tuple[str, ...]
+    container: ContainerArgs
+
+
+def container_definitions(task: ContainerArgs, image: str, log_group: str, region: str) -> str:
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": image,
@@ -46,8 +69,8 @@ def container_definitions(task: TaskSettings, health_check_path: str, image: str
         "linuxParameters": {"initProcessEnabled": True},
         "ulimits": [{"name": "nofile", "softLimit": OPEN_FILES_LIMIT, "hardLimit": OPEN_FILES_LIMIT}],
     }
-    if task.gpus_per_task:
-        container["resourceRequirements"] = [{"type": "GPU", "value": str(task.gpus_per_task)}]
+    if task.gpus:
+        container["resourceRequirements"] = [{"type": "GPU", "value": str(task.gpus)}]
         # NCCL and CUDA pin host memory: an unlimited memlock keeps them from failing under load.
         container["ulimits"].append({"name": "memlock", "softLimit": -1, "hardLimit": -1})
     if task.shared_memory_mib:
@@ -58,7 +81,7 @@ def container_definitions(task: TaskSettings, health_check_path: str, image: str
         container["mountPoints"] = [{"sourceVolume": SCRATCH_VOLUME, "containerPath": task.scratch_volume_path,
                                      "readOnly": False}]
     if task.health_check_command:
-        command = task.health_check_command.replace("{port}", str(task.port)).replace("{path}", health_check_path)
+        command = task.health_check_command.replace("{port}", str(task.port)).replace("{path}", task.health_check_path)
         container["healthCheck"] = {"command": ["CMD-SHELL", command], "interval": 15, "timeout": 5,
                                     "retries": 3, "startPeriod": task.start_period_seconds}
     return json.dumps([container])
@@ -71,11 +94,11 @@ class Task(pulumi.ComponentResource):
     task_role_attachments: list[aws.iam.RolePolicyAttachment]
     task_definition: aws.ecs.TaskDefinition
 
-    def __init__(self, name: str, settings: Settings, image: pulumi.Input[str], log_group_name: pulumi.Input[str],
+    def __init__(self, name: str, args: TaskArgs, image: pulumi.Input[str], log_group_name: pulumi.Input[str],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Task", name, None, opts)
-        task = settings.task
-        prefix = settings.name_prefix
+        task, container = args, args.container
+        prefix = args.name_prefix
 
         self.execution_role, self.execution_role_attachments = service_role(
             prefix, "execution", "ecs-tasks.amazonaws.com", EXECUTION_POLICIES, self,
@@ -86,7 +109,7 @@ class Task(pulumi.ComponentResource):
 
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         definitions = pulumi.Output.all(image, log_group_name, region).apply(
-            lambda args: container_definitions(task, settings.load_balancer.health_check_path, *args))
+            lambda values: container_definitions(container, *values))
 
         self.task_definition = aws.ecs.TaskDefinition(
             f"{name}",
@@ -98,7 +121,8 @@ class Task(pulumi.ComponentResource):
             execution_role_arn=self.execution_role.arn,
             task_role_arn=self.task_role.arn,
             container_definitions=definitions,
-            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=SCRATCH_VOLUME)] if task.read_only_root_filesystem else [],
+            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=SCRATCH_VOLUME)] if container.read_only_root_filesystem
+            else [],
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"taskDefinitionArn": self.task_definition.arn})

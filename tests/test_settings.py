@@ -6,7 +6,8 @@ import pulumi
 import pytest
 
 from infra.settings import SettingsError, parse_settings
-from tests.harness import PROJECT, run_stack, run_stack_expecting_error, stack_config
+from infra.settings.args import StackArgs, component_args
+from tests.harness import PROJECT, PROJECT_DIR, run_stack, run_stack_expecting_error, stack_config
 
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
 
@@ -101,10 +102,27 @@ def test_ingress_cidrs_must_be_ipv4_cidrs() -> None:
     assert "model-serving:ingressCidrs = 'everyone': must be an IPv4 CIDR" in error("dev", ingressCidrs=["everyone"])
 
 
-def test_secret_looking_environment_variables_are_refused() -> None:
-    message = error("dev", containerEnvironment=["LOG_LEVEL=info", "HF_API_TOKEN=abc"])
-    assert "model-serving:containerEnvironment = 'HF_API_TOKEN=abc': looks like a secret" in message
-    assert "LOG_LEVEL" not in message
+@pytest.mark.parametrize(("item", "shown", "why"), [
+    ("HF_TOKEN=hf_abc", "HF_TOKEN=<redacted>", "looks like a secret"),
+    ("HF_API_TOKEN=abc", "HF_API_TOKEN=<redacted>", "looks like a secret"),
+    ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY_ID=<redacted>", "looks like a secret"),
+    ("DB_PASSWORD=hunter2", "DB_PASSWORD=<redacted>", "looks like a secret"),
+    ("DATABASE_URL=postgres://u:p@h", "DATABASE_URL=<redacted>", "holds a password in a URL"),
+    ("KEY_HINT=AKIAIOSFODNN7EXAMPLE", "KEY_HINT=<redacted>", "holds an AWS access key ID"),
+])
+def test_secret_looking_environment_variables_are_refused_without_echoing_them(item: str, shown: str,
+                                                                               why: str) -> None:
+    message = error("dev", containerEnvironment=["LOG_LEVEL=info", item])
+    assert f"model-serving:containerEnvironment = '{shown}': {why}" in message
+    assert "Secrets Manager" in message
+    assert item.partition("=")[2] not in message and "LOG_LEVEL" not in message
+
+
+@pytest.mark.parametrize("item", ["TOKENIZERS_PARALLELISM=false", "MAX_NEW_TOKENS=512", "HF_HUB_OFFLINE=1",
+                                  "TOKEN_TTL_SECONDS=60", "MODEL_URL=https://huggingface.co/org/model"])
+def test_ordinary_ml_environment_variables_pass(item: str) -> None:
+    settings = parse_settings(PROJECT, "dev", raw_config("dev", containerEnvironment=[item]))
+    assert settings.environment == (tuple(item.split("=", 1)),)
 
 
 def test_malformed_environment_entries_are_refused() -> None:
@@ -148,7 +166,7 @@ def test_prod_refuses_a_single_point_of_failure(overrides: dict[str, Any], expec
 
 def test_dev_allows_what_prod_refuses() -> None:
     settings = parse_settings(PROJECT, "dev", raw_config("dev", minTaskCount=1, image="latest", onDemandBaseTasks=0))
-    assert (settings.service.min_tasks, settings.task.image.reference) == (1, "latest")
+    assert (settings.min_task_count, settings.image_ref.reference) == (1, "latest")
 
 
 def test_all_errors_are_reported_together() -> None:
@@ -168,3 +186,60 @@ def test_bad_config_stops_the_program_before_any_resource_is_registered() -> Non
 def test_a_valid_run_registers_resources_so_the_check_above_can_fail() -> None:
     run = run_stack("dev", overrides={"capacityTargetPercent": 90})
     assert len(run.resources) > 30
+
+
+def args_of(stack: str, **overrides: Any) -> StackArgs:
+    return component_args(parse_settings(PROJECT, stack, raw_config(stack, **overrides)))
+
+
+def test_dev_and_prod_differ_only_through_explicit_component_args() -> None:
+    dev, prod = args_of("dev"), args_of("prod")
+    assert (dev.registry.immutable_tags, dev.registry.retain_on_delete, dev.registry.force_delete) == (
+        False, False, True)
+    assert (prod.registry.immutable_tags, prod.registry.retain_on_delete, prod.registry.force_delete) == (
+        True, True, False)
+    assert (dev.load_balancer.deletion_protection, prod.load_balancer.deletion_protection) == (False, True)
+    assert prod.load_balancer.access_logs is not None
+    assert (prod.load_balancer.access_logs.retain_on_delete, prod.load_balancer.access_logs.force_destroy) == (
+        True, False)
+    assert (dev.logging.kms_deletion_window_days, prod.logging.kms_deletion_window_days) == (7, 30)
+    assert dev.image is not None and dev.image.tag == "latest" and prod.image is None
+
+
+@pytest.mark.parametrize("module", sorted(path.stem for path in (PROJECT_DIR / "infra").glob("*.py")))
+def test_components_read_their_own_args_not_the_settings(module: str) -> None:
+    source = (PROJECT_DIR / "infra" / f"{module}.py").read_text()
+    assert "infra.settings" not in source and "is_prod" not in source and "environment_class" not in source
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_on_demand_and_spot_are_two_groups_of_one_description_named_as_in_the_capacity_plan(stack: str) -> None:
+    settings = parse_settings(PROJECT, stack, raw_config(stack))
+    groups = component_args(settings).cluster.groups
+    assert [group.name for group in groups] == [plan.name for plan in settings.capacity_plan()] == ["onDemand",
+                                                                                                     "spot"]
+    on_demand, spot = groups
+    assert (on_demand.market, on_demand.instance_types, on_demand.max_size, on_demand.weight) == (
+        "on-demand", (settings.instance_type,), settings.instance_max_count, settings.on_demand_weight)
+    assert (spot.market, spot.instance_types, spot.max_size, spot.weight, spot.warm_pool_min_size) == (
+        "spot", settings.spot_instance_types, settings.spot_max_count, settings.spot_weight, 0)
+
+
+def test_without_spot_types_there_is_only_the_on_demand_group() -> None:
+    groups = args_of("dev", spotInstanceTypes=[], spotMaxCount=0, spotWeight=0, onDemandWeight=1,
+                     instanceMaxCount=2).cluster.groups
+    assert [group.name for group in groups] == ["onDemand"]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"containerInsights": "yes"}, "model-serving:containerInsights = 'yes': must be true or false"),
+    ({"taskCpu": "lots"}, "model-serving:taskCpu = 'lots': must be a whole number from 128 to 196608"),
+    ({"taskCpu": "1.5"}, "model-serving:taskCpu = '1.5': must be a whole number from 128 to 196608"),
+    ({"natGateways": "Many"}, "model-serving:natGateways = 'Many': must be one of Single, OnePerAz"),
+    ({"ingressCidrs": "not json"}, "model-serving:ingressCidrs = 'not json': must be a list of strings"),
+    ({"logRetentionDays": 8}, "model-serving:logRetentionDays = 8: must be a value CloudWatch Logs accepts"),
+])
+def test_parse_errors_are_translated_into_the_project_style(overrides: dict[str, Any], expected: str) -> None:
+    message = error("dev", **overrides)
+    assert expected in message
+    assert "pydantic" not in message and "validation error" not in message and "input_value" not in message

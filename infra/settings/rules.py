@@ -1,69 +1,83 @@
-"""Rules that span keys: sizes that fit, counts that agree, schedules that can reach zero, prod's floors."""
+"""Rules that span keys: sizes that fit, counts that agree, schedules that can reach zero, prod's floors.
 
-from __future__ import annotations
+They run on a `Settings` whose every key already passed its own checks (infra/settings/model.py).
+"""
+
+import json
+from typing import Any
 
 from infra.instance_types import instance_types, schedulable
-from infra.settings.model import NetworkSettings, Settings, TaskSettings
-from infra.settings.reader import Reader
+from infra.settings.model import Settings
 
 # The port the reference server built from app/ listens on unless PORT is set (app/Dockerfile).
 REFERENCE_IMAGE_PORT = 8080
 GPU_MIN_ROOT_VOLUME_GIB = 100  # the GPU AMI plus CUDA model images
 
 
-def check_consistency(r: Reader, s: Settings) -> None:
+class Errors(list[str]):
+    """Every error of one validation, each `project:key = value: what is allowed`."""
+
+    def __init__(self, project: str):
+        super().__init__()
+        self.project = project
+
+    def fail(self, key: str, value: Any, allowed: str) -> None:
+        shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+        self.append(f"{self.project}:{key} = {shown}: {allowed}")
+
+
+def check_consistency(r: Errors, s: Settings) -> None:
     """Every rule that spans keys; run once each key has parsed on its own."""
-    svc, cap, task, lb, net = s.service, s.capacity, s.task, s.load_balancer, s.network
-    if not svc.min_tasks <= svc.desired_tasks <= svc.max_tasks:
-        r.fail("desiredTaskCount", svc.desired_tasks,
-               f"must lie between minTaskCount ({svc.min_tasks}) and maxTaskCount ({svc.max_tasks})")
-    if cap.min_instances > cap.max_instances:
-        r.fail("instanceMinCount", cap.min_instances,
-               f"must not exceed instanceMaxCount ({cap.max_instances})")
-    if cap.min_scaling_step > cap.max_scaling_step:
-        r.fail("capacityMinScalingStep", cap.min_scaling_step,
-               f"must not exceed capacityMaxScalingStep ({cap.max_scaling_step})")
-    if svc.deployment_maximum_percent <= svc.deployment_minimum_healthy_percent:
-        r.fail("deploymentMaximumPercent", svc.deployment_maximum_percent,
-               f"must exceed deploymentMinimumHealthyPercent ({svc.deployment_minimum_healthy_percent}), "
+    if not s.min_task_count <= s.desired_task_count <= s.max_task_count:
+        r.fail("desiredTaskCount", s.desired_task_count,
+               f"must lie between minTaskCount ({s.min_task_count}) and maxTaskCount ({s.max_task_count})")
+    if s.instance_min_count > s.instance_max_count:
+        r.fail("instanceMinCount", s.instance_min_count,
+               f"must not exceed instanceMaxCount ({s.instance_max_count})")
+    if s.capacity_min_scaling_step > s.capacity_max_scaling_step:
+        r.fail("capacityMinScalingStep", s.capacity_min_scaling_step,
+               f"must not exceed capacityMaxScalingStep ({s.capacity_max_scaling_step})")
+    if s.deployment_maximum_percent <= s.deployment_minimum_healthy_percent:
+        r.fail("deploymentMaximumPercent", s.deployment_maximum_percent,
+               f"must exceed deploymentMinimumHealthyPercent ({s.deployment_minimum_healthy_percent}), "
                "or a deployment can neither start nor stop a task")
-    if lb.health_check_timeout_seconds >= lb.health_check_interval_seconds:
-        r.fail("healthCheckTimeoutSeconds", lb.health_check_timeout_seconds,
-               f"must be shorter than healthCheckIntervalSeconds ({lb.health_check_interval_seconds})")
-    if svc.health_check_grace_period_seconds < task.start_period_seconds:
-        r.fail("healthCheckGracePeriodSeconds", svc.health_check_grace_period_seconds,
-               f"must be at least containerStartPeriodSeconds ({task.start_period_seconds}), or the ALB "
+    if s.health_check_timeout_seconds >= s.health_check_interval_seconds:
+        r.fail("healthCheckTimeoutSeconds", s.health_check_timeout_seconds,
+               f"must be shorter than healthCheckIntervalSeconds ({s.health_check_interval_seconds})")
+    if s.health_check_grace_period_seconds < s.container_start_period_seconds:
+        r.fail("healthCheckGracePeriodSeconds", s.health_check_grace_period_seconds,
+               f"must be at least containerStartPeriodSeconds ({s.container_start_period_seconds}), or the ALB "
                "kills tasks that are still loading the model")
 
     _check_instance_fit(r, s)
     _check_capacity_providers(r, s)
     _check_schedules(r, s)
-    _check_network(r, net)
-    _check_image_build(r, task)
+    _check_network(r, s)
+    _check_image_build(r, s)
     if s.is_prod:
         _check_prod(r, s)
 
 
-def _check_instance_fit(r: Reader, s: Settings) -> None:
-    cap, task, instance = s.capacity, s.task, s.instance_type
+def _check_instance_fit(r: Errors, s: Settings) -> None:
+    instance = s.instance
     cpu_room, memory_room = schedulable(instance)
-    if task.cpu > cpu_room:
-        r.fail("taskCpu", task.cpu, f"must be at most {cpu_room} on {instance.name} "
+    if s.task_cpu > cpu_room:
+        r.fail("taskCpu", s.task_cpu, f"must be at most {cpu_room} on {instance.name} "
                f"({instance.vcpus} vCPUs less {instance.cpu_units - cpu_room} units for the ECS agent)")
-    if task.memory_mib > memory_room:
-        r.fail("taskMemoryMiB", task.memory_mib, f"must be at most {memory_room} on {instance.name} "
+    if s.task_memory_mib > memory_room:
+        r.fail("taskMemoryMiB", s.task_memory_mib, f"must be at most {memory_room} on {instance.name} "
                f"({instance.memory_mib} MiB less {instance.memory_mib - memory_room} for the OS and ECS agent)")
-    if task.shared_memory_mib >= task.memory_mib:
-        r.fail("sharedMemoryMiB", task.shared_memory_mib,
-               f"must be less than taskMemoryMiB ({task.memory_mib}): it is carved out of the task's memory")
-    spot_types = [instance_types()[name] for name in cap.spot_instance_types]
+    if s.shared_memory_mib >= s.task_memory_mib:
+        r.fail("sharedMemoryMiB", s.shared_memory_mib,
+               f"must be less than taskMemoryMiB ({s.task_memory_mib}): it is carved out of the task's memory")
+    spot_types = [instance_types()[name] for name in s.spot_instance_types]
     for other in [instance, *spot_types]:
         key = "instanceType" if other is instance else "spotInstanceTypes"
-        if task.gpus_per_task and not other.gpus:
-            r.fail(key, other.name, f"has no GPUs, but gpusPerTask is {task.gpus_per_task}: choose a GPU type "
+        if s.gpus_per_task and not other.gpus:
+            r.fail(key, other.name, f"has no GPUs, but gpusPerTask is {s.gpus_per_task}: choose a GPU type "
                    "(g4dn, g5, g6, p4d, ...) or set gpusPerTask to 0")
-        elif task.gpus_per_task > other.gpus:
-            r.fail("gpusPerTask", task.gpus_per_task, f"must be at most {other.gpus}, the GPUs of {other.name}")
+        elif s.gpus_per_task > other.gpus:
+            r.fail("gpusPerTask", s.gpus_per_task, f"must be at most {other.gpus}, the GPUs of {other.name}")
         if other.gpus and other.architecture != "x86_64":
             r.fail(key, other.name, "is an arm64 GPU type: the ECS GPU-optimized AMI is x86_64 only")
     for other in spot_types:
@@ -71,99 +85,97 @@ def _check_instance_fit(r: Reader, s: Settings) -> None:
             r.fail("spotInstanceTypes", other.name,
                    f"must match instanceType {instance.name} in architecture ({instance.architecture}) and in "
                    "having GPUs, so one AMI and one task definition serve both groups")
-    if instance.gpus and cap.root_volume_gib < GPU_MIN_ROOT_VOLUME_GIB:
-        r.fail("instanceRootVolumeGiB", cap.root_volume_gib,
+    if instance.gpus and s.instance_root_volume_gib < GPU_MIN_ROOT_VOLUME_GIB:
+        r.fail("instanceRootVolumeGiB", s.instance_root_volume_gib,
                f"must be at least {GPU_MIN_ROOT_VOLUME_GIB} on GPU type {instance.name}: the GPU AMI and CUDA "
                "model images do not fit in less")
 
 
-def _check_capacity_providers(r: Reader, s: Settings) -> None:
-    cap = s.capacity
-    if cap.spot:
-        if cap.spot_max_instances < 1:
-            r.fail("spotMaxCount", cap.spot_max_instances, "must be at least 1 when spotInstanceTypes is set")
-        if cap.spot_min_instances > cap.spot_max_instances:
-            r.fail("spotMinCount", cap.spot_min_instances,
-                   f"must not exceed spotMaxCount ({cap.spot_max_instances})")
-    elif cap.spot_weight or cap.spot_min_instances or cap.spot_max_instances:
+def _check_capacity_providers(r: Errors, s: Settings) -> None:
+    if s.spot:
+        if s.spot_max_count < 1:
+            r.fail("spotMaxCount", s.spot_max_count, "must be at least 1 when spotInstanceTypes is set")
+        if s.spot_min_count > s.spot_max_count:
+            r.fail("spotMinCount", s.spot_min_count,
+                   f"must not exceed spotMaxCount ({s.spot_max_count})")
+    elif s.spot_weight or s.spot_min_count or s.spot_max_count:
         r.fail("spotInstanceTypes", [], "must list the Spot instance types when spotWeight, spotMinCount or "
                "spotMaxCount is set")
-    if cap.on_demand_weight + (cap.spot_weight if cap.spot else 0) == 0:
-        r.fail("onDemandWeight", cap.on_demand_weight, "and spotWeight cannot both be 0: ECS needs one provider "
+    if s.on_demand_weight + (s.spot_weight if s.spot else 0) == 0:
+        r.fail("onDemandWeight", s.on_demand_weight, "and spotWeight cannot both be 0: ECS needs one provider "
                "with a weight to place tasks beyond the base")
-    if cap.warm_pool_min_size > cap.max_instances:
-        r.fail("warmPoolMinSize", cap.warm_pool_min_size,
-               f"must not exceed instanceMaxCount ({cap.max_instances})")
-    if r.errors:
+    if s.warm_pool_min_size > s.instance_max_count:
+        r.fail("warmPoolMinSize", s.warm_pool_min_size,
+               f"must not exceed instanceMaxCount ({s.instance_max_count})")
+    if r:
         return
     for provider in s.capacity_plan():
         keys = ("instanceMaxCount", "instanceType") if provider.name == "onDemand" else ("spotMaxCount",
                                                                                           "spotInstanceTypes")
         if provider.tasks_per_instance == 0:
-            r.fail(keys[1], provider.instance_type, f"cannot hold one task of {s.task.cpu} CPU units, "
-                   f"{s.task.memory_mib} MiB and {s.task.gpus_per_task} GPUs ({provider.binding_limit} runs out)")
+            r.fail(keys[1], provider.instance_type, f"cannot hold one task of {s.task_cpu} CPU units, "
+                   f"{s.task_memory_mib} MiB and {s.gpus_per_task} GPUs ({provider.binding_limit} runs out)")
         elif not provider.placeable:
-            r.fail("maxTaskCount", s.service.max_tasks,
+            r.fail("maxTaskCount", s.max_task_count,
                    f"cannot be placed: the strategy puts {provider.tasks_at_max} tasks on the {provider.name} "
                    f"provider, whose {provider.instance_type} holds {provider.tasks_per_instance} (limited by "
                    f"{provider.binding_limit}) and whose {keys[0]} is {provider.max_instances}, so at most "
                    f"{provider.tasks_per_instance * provider.max_instances} fit")
 
 
-def _check_schedules(r: Reader, s: Settings) -> None:
-    scaling, cap = s.scaling, s.capacity
-    if bool(scaling.scale_to_zero_cron) != bool(scaling.scale_up_cron):
-        r.fail("scaleUpCron" if scaling.scale_to_zero_cron else "scaleToZeroCron", "",
+def _check_schedules(r: Errors, s: Settings) -> None:
+    if bool(s.scale_to_zero_cron) != bool(s.scale_up_cron):
+        r.fail("scaleUpCron" if s.scale_to_zero_cron else "scaleToZeroCron", "",
                "must be set together with the other schedule (scaleToZeroCron and scaleUpCron)")
-    if scaling.scheduled:
-        for key, value in (("instanceMinCount", cap.min_instances), ("spotMinCount", cap.spot_min_instances)):
+    if s.scheduled:
+        for key, value in (("instanceMinCount", s.instance_min_count), ("spotMinCount", s.spot_min_count)):
             if value:
                 r.fail(key, value, "must be 0 when the service scales to zero on a schedule, or the instances "
                        "keep running with no task")
 
 
-def _check_network(r: Reader, net: NetworkSettings) -> None:
-    if net.existing_vpc_id:
-        if len(net.existing_public_subnet_ids) < 2:
-            r.fail("existingPublicSubnetIds", list(net.existing_public_subnet_ids),
+def _check_network(r: Errors, s: Settings) -> None:
+    if s.existing_vpc_id:
+        if len(s.existing_public_subnet_ids) < 2:
+            r.fail("existingPublicSubnetIds", list(s.existing_public_subnet_ids),
                    "must list at least two public subnets (in different AZs) when existingVpcId is set")
-        if not net.existing_private_subnet_ids:
-            r.fail("existingPrivateSubnetIds", list(net.existing_private_subnet_ids),
+        if not s.existing_private_subnet_ids:
+            r.fail("existingPrivateSubnetIds", list(s.existing_private_subnet_ids),
                    "must list the private subnets when existingVpcId is set")
-    elif net.existing_public_subnet_ids or net.existing_private_subnet_ids:
+    elif s.existing_public_subnet_ids or s.existing_private_subnet_ids:
         r.fail("existingVpcId", "", "must be set when existing subnet IDs are given")
 
 
-def _check_image_build(r: Reader, task: TaskSettings) -> None:
-    if not task.image_build:
+def _check_image_build(r: Errors, s: Settings) -> None:
+    if not s.image_build:
         return
-    if task.image.uri or task.image.reference.startswith("sha256:"):
-        r.fail("image", task.image.uri or task.image.reference,
+    if s.image_ref.uri or s.image_ref.reference.startswith("sha256:"):
+        r.fail("image", s.image_ref.uri or s.image_ref.reference,
                "must be a tag when imageBuild is true: the stack pushes its build of app/ under this tag; "
                "set imageBuild false to deploy an existing image by digest or URI")
-    if task.port != REFERENCE_IMAGE_PORT and ("PORT", str(task.port)) not in task.environment:
-        r.fail("containerPort", task.port,
+    if s.container_port != REFERENCE_IMAGE_PORT and ("PORT", str(s.container_port)) not in s.environment:
+        r.fail("containerPort", s.container_port,
                f"must be {REFERENCE_IMAGE_PORT} with imageBuild true, the port the image built from app/ listens "
-               f"on, unless containerEnvironment sets PORT={task.port}")
+               f"on, unless containerEnvironment sets PORT={s.container_port}")
 
 
-def _check_prod(r: Reader, s: Settings) -> None:
+def _check_prod(r: Errors, s: Settings) -> None:
     why = "environmentClass prod"
-    if s.network.existing_vpc_id and len(s.network.existing_private_subnet_ids) < 2:
-        r.fail("existingPrivateSubnetIds", list(s.network.existing_private_subnet_ids),
+    if s.existing_vpc_id and len(s.existing_private_subnet_ids) < 2:
+        r.fail("existingPrivateSubnetIds", list(s.existing_private_subnet_ids),
                f"must list at least two private subnets (in different AZs) with {why}")
-    if s.service.min_tasks < 2:
-        r.fail("minTaskCount", s.service.min_tasks, f"must be at least 2 with {why}, so one task can fail")
-    if s.capacity.min_instances < 2:
-        r.fail("instanceMinCount", s.capacity.min_instances,
+    if s.min_task_count < 2:
+        r.fail("minTaskCount", s.min_task_count, f"must be at least 2 with {why}, so one task can fail")
+    if s.instance_min_count < 2:
+        r.fail("instanceMinCount", s.instance_min_count,
                f"must be at least 2 with {why}, so the tasks are spread over two instances")
-    if s.task.image_build:
+    if s.image_build:
         r.fail("imageBuild", True, f"must be false with {why}: deploy an image promoted from dev with "
                "tools/promote_image.py; a build from a working copy is untested, and an immutable tag cannot "
                "be pushed again when the code changes")
-    if s.capacity.spot and s.capacity.on_demand_base_tasks < 2:
-        r.fail("onDemandBaseTasks", s.capacity.on_demand_base_tasks,
+    if s.spot and s.on_demand_base_tasks < 2:
+        r.fail("onDemandBaseTasks", s.on_demand_base_tasks,
                f"must be at least 2 with Spot and {why}, so a wave of Spot interruptions cannot stop the service")
-    if s.task.image.reference == "latest":
+    if s.image_ref.reference == "latest":
         r.fail("image", "latest", f"must be a version tag or digest with {why}: its tags are immutable, "
                "so 'latest' could be pushed only once")

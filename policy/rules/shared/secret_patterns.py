@@ -10,8 +10,8 @@ Standard library only: the policy pack ships a copy of this file (checked identi
 
 from __future__ import annotations
 
-import itertools
 import re
+from itertools import pairwise
 
 # A name holding one of these words names a secret.
 SECRET_WORDS = frozenset({
@@ -64,7 +64,7 @@ def is_secret_name(name: str) -> bool:
             continue
         if word in SECRET_WORDS:
             return True
-    return any(pair in SECRET_PAIRS for pair in itertools.pairwise(words))
+    return any(pair in SECRET_PAIRS for pair in pairwise(words))
 
 
 def secret_value_kind(value: str) -> str | None:

@@ -1,0 +1,106 @@
+"""Settings -> each component's own args: the one place where dev-like and prod-like stacks differ.
+
+Components never see `Settings` or `environmentClass`; they get explicit values (retain the registry,
+protect the ALB, ...). A new setting is declared in `model.py` and handed to its component here.
+"""
+
+from dataclasses import dataclass
+
+from infra.access_logs import AccessLogsArgs
+from infra.autoscaling import AutoscalingArgs
+from infra.cluster import CapacityGroupArgs, ClusterArgs
+from infra.image import ImageArgs
+from infra.loadbalancer import LoadBalancerArgs
+from infra.logs import LoggingArgs
+from infra.network import HTTP_PORT, HTTPS_PORT, NetworkArgs
+from infra.registry import RegistryArgs
+from infra.service import ServiceArgs
+from infra.settings.model import Settings
+from infra.task import ContainerArgs, TaskArgs
+
+
+@dataclass(frozen=True)
+class StackArgs:
+    network: NetworkArgs
+    registry: RegistryArgs
+    logging: LoggingArgs
+    cluster: ClusterArgs
+    image: ImageArgs | None  # None: deploy the configured image instead of building app/
+    task: TaskArgs
+    load_balancer: LoadBalancerArgs
+    service: ServiceArgs
+    autoscaling: AutoscalingArgs
+
+
+def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
+    """The onDemand group, then the spot group when Spot types are set (names as in the capacity plan)."""
+    on_demand = CapacityGroupArgs(
+        name="onDemand", resource_suffix="instances", provider_suffix="", market="on-demand",
+        instance_types=(s.instance_type,), min_size=s.instance_min_count, max_size=s.instance_max_count,
+        weight=s.on_demand_weight, base=s.on_demand_base_tasks, warm_pool_min_size=s.warm_pool_min_size)
+    spot = CapacityGroupArgs(
+        name="spot", resource_suffix="spot", provider_suffix="-spot", market="spot",
+        instance_types=s.spot_instance_types, min_size=s.spot_min_count, max_size=s.spot_max_count,
+        weight=s.spot_weight, base=0, warm_pool_min_size=0)
+    return (on_demand, spot) if s.spot else (on_demand,)
+
+
+def component_args(s: Settings) -> StackArgs:
+    prod = s.is_prod  # every dev/prod difference is spelled out below, and nowhere else
+    return StackArgs(
+        network=NetworkArgs(
+            name_prefix=s.name_prefix, existing_vpc_id=s.existing_vpc_id,
+            existing_public_subnet_ids=s.existing_public_subnet_ids,
+            existing_private_subnet_ids=s.existing_private_subnet_ids, vpc_cidr=s.vpc_cidr,
+            availability_zone_count=s.availability_zone_count, nat_gateways=s.nat_gateways,
+            ingress_cidrs=s.ingress_cidrs,
+            listener_ports=(HTTP_PORT, HTTPS_PORT) if s.certificate_arn else (HTTP_PORT,),
+            container_port=s.container_port),
+        registry=RegistryArgs(
+            # prod: tags cannot be overwritten, and the images a running prod depends on outlive the stack
+            # (`pulumi destroy` still completes); dev's repository goes with its images.
+            immutable_tags=prod, force_delete=not prod, retain_on_delete=prod,
+            keep_tagged_images=s.ecr_keep_tagged_images, untagged_expiry_days=s.ecr_untagged_expiry_days),
+        logging=LoggingArgs(
+            name_prefix=s.name_prefix, retention_days=s.log_retention_days, kms_encryption=s.log_kms_encryption,
+            kms_deletion_window_days=30 if prod else 7),
+        cluster=ClusterArgs(
+            name_prefix=s.name_prefix, tags=s.tags, container_insights=s.container_insights, instance=s.instance,
+            root_volume_gib=s.instance_root_volume_gib, stop_timeout_seconds=s.container_stop_timeout_seconds,
+            target_capacity_percent=s.capacity_target_percent, min_scaling_step=s.capacity_min_scaling_step,
+            max_scaling_step=s.capacity_max_scaling_step, instance_warmup_seconds=s.instance_warmup_seconds,
+            groups=capacity_groups(s)),
+        image=ImageArgs(tag=s.image_ref.reference) if s.image_build else None,
+        task=TaskArgs(
+            name_prefix=s.name_prefix, cpu=s.task_cpu, memory_mib=s.task_memory_mib,
+            role_policy_arns=s.task_role_policy_arns,
+            container=ContainerArgs(
+                port=s.container_port, environment=s.environment, user=s.container_user,
+                read_only_root_filesystem=s.read_only_root_filesystem, scratch_volume_path=s.scratch_volume_path,
+                health_check_command=s.container_health_check_command, health_check_path=s.health_check_path,
+                start_period_seconds=s.container_start_period_seconds,
+                stop_timeout_seconds=s.container_stop_timeout_seconds, gpus=s.gpus_per_task,
+                shared_memory_mib=s.shared_memory_mib)),
+        load_balancer=LoadBalancerArgs(
+            name_prefix=s.name_prefix, idle_timeout_seconds=s.alb_idle_timeout_seconds, deletion_protection=prod,
+            # prod keeps its access logs when the stack is destroyed; dev deletes them with the bucket.
+            access_logs=AccessLogsArgs(force_destroy=not prod, retain_on_delete=prod,
+                                       expiration_days=s.log_retention_days) if s.alb_access_logs else None,
+            certificate_arn=s.certificate_arn, target_port=s.container_port,
+            deregistration_delay_seconds=s.deregistration_delay_seconds, health_check_path=s.health_check_path,
+            health_check_matcher=s.health_check_matcher,
+            health_check_interval_seconds=s.health_check_interval_seconds,
+            health_check_timeout_seconds=s.health_check_timeout_seconds,
+            healthy_threshold=s.healthy_threshold_count, unhealthy_threshold=s.unhealthy_threshold_count),
+        service=ServiceArgs(
+            desired_count=s.desired_task_count,
+            deployment_minimum_healthy_percent=s.deployment_minimum_healthy_percent,
+            deployment_maximum_percent=s.deployment_maximum_percent,
+            health_check_grace_period_seconds=s.health_check_grace_period_seconds, container_port=s.container_port),
+        autoscaling=AutoscalingArgs(
+            min_tasks=s.min_task_count, max_tasks=s.max_task_count,
+            requests_per_target_per_minute=s.requests_per_target_per_minute,
+            cpu_target_percent=s.cpu_target_percent, scale_out_cooldown_seconds=s.scale_out_cooldown_seconds,
+            scale_in_cooldown_seconds=s.scale_in_cooldown_seconds, scale_to_zero_cron=s.scale_to_zero_cron,
+            scale_up_cron=s.scale_up_cron, schedule_timezone=s.schedule_timezone),
+    )
