@@ -498,6 +498,9 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
         {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*",
          "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc"}}}]})}, {}, False),
     ("s3-bucket-baseline", "aws:s3/bucket:Bucket", {}, {}, True),
+    ("resource-policy-no-public-principal", "aws:s3/bucketPolicy:BucketPolicy", {"policy": json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::logs/*",
+         "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]})}, {}, True),  # TLS narrows no one
     # deployability and reliability
     ("autoscaling-min-not-above-max", ASG, {"minSize": 3.0, "maxSize": 2.0}, {}, True),
     ("autoscaling-min-not-above-max", ASG, {"minSize": 2.0, "maxSize": 2.0}, {}, False),

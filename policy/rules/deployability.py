@@ -398,7 +398,7 @@ def _kms_grants_logs(stack: StackView) -> Iterator[tuple[str, str]]:
             granted = [s for s in statements(key.props.get("policy")) if s.get("Effect") == "Allow"
                        and any(re.fullmatch(r"logs(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?", p) for p in principals(s))]
             actions = {str(a).lower() for s in granted for a in as_list(s.get("Action"))}
-            if not (_grants(actions, "kms:GenerateDataKey") and _grants(actions, "kms:Decrypt")):
+            if not all(_grants(actions, a) for a in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")):
                 yield (f"KMS key '{key.name}' encrypts log group '{group.name}' but its policy does not let the "
                        "CloudWatch Logs service principal use it: creating the log group fails", key.urn)
 

@@ -28,7 +28,16 @@ RESOURCE_POLICIES = {
     "aws:efs/fileSystemPolicy:FileSystemPolicy": "policy", "aws:s3/bucket:Bucket": "policy",
     "aws:kms/keyPolicy:KeyPolicy": "policy",
 }
+ACCOUNT_PUBLIC_ACCESS_BLOCK = "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock"
 PUBLIC_ACCESS_SETTINGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+# Condition keys that narrow "everyone" to an account, organisation, network or calling service. A condition on
+# anything else (aws:SecureTransport, s3:x-amz-acl, ...) leaves the statement open to everyone.
+NARROWING_KEYS = frozenset(k.lower() for k in (
+    "aws:SourceAccount", "aws:SourceArn", "aws:SourceOwner", "aws:SourceOrgID", "aws:SourceOrgPaths",
+    "aws:PrincipalAccount", "aws:PrincipalArn", "aws:PrincipalOrgID", "aws:PrincipalOrgPaths", "aws:userid",
+    "aws:SourceVpc", "aws:SourceVpce", "aws:SourceIp", "aws:VpcSourceIp", "aws:PrincipalServiceName",
+    "kms:CallerAccount", "kms:ViaService",
+))
 
 
 def statements(document: Any) -> list[Mapping[str, Any]]:
@@ -43,11 +52,17 @@ def principals(statement: Mapping[str, Any]) -> list[str]:
     return [str(p) for values in as_map(principal).values() for p in as_list(values)]
 
 
+def narrowed(statement: Mapping[str, Any]) -> bool:
+    """True when a condition of the statement limits who can use it (account, organisation, network, service)."""
+    keys = {str(key).lower() for operator in as_map(statement.get("Condition")).values() for key in as_map(operator)}
+    return bool(keys & NARROWING_KEYS)
+
+
 def _public_principal(args: ResourceValidationArgs) -> Iterator[str]:
     for index, statement in enumerate(statements(args.props.get(RESOURCE_POLICIES[args.resource_type]))):
-        if statement.get("Effect") == "Allow" and "*" in principals(statement) and not statement.get("Condition"):
-            yield (f"policy statement {index} allows everyone (Principal *) without a condition: name the accounts "
-                   "or services, or narrow it with aws:SourceAccount / aws:PrincipalOrgID / aws:SourceArn")
+        if statement.get("Effect") == "Allow" and "*" in principals(statement) and not narrowed(statement):
+            yield (f"policy statement {index} allows everyone (Principal *) without a condition that narrows it: "
+                   "name the accounts or services, or add aws:SourceAccount / aws:PrincipalOrgID / aws:SourceArn")
 
 
 def denies_insecure_transport(document: Any) -> bool:
@@ -65,9 +80,10 @@ def _bucket_parts(stack: StackView, bucket: PolicyResource, *types: str) -> list
 
 
 def _bucket_baseline(stack: StackView) -> Iterator[tuple[str, str]]:
+    account_blocks = stack.of_type(ACCOUNT_PUBLIC_ACCESS_BLOCK)  # covers every bucket of the account
     for bucket in stack.of_type(*BUCKETS):
         name = f"bucket '{bucket.name}'"
-        blocks = _bucket_parts(stack, bucket, PUBLIC_ACCESS_BLOCK)
+        blocks = _bucket_parts(stack, bucket, PUBLIC_ACCESS_BLOCK) + account_blocks
         if not any(all(truthy(b.props.get(key)) for key in PUBLIC_ACCESS_SETTINGS) for b in blocks):
             yield (f"{name} has no public-access block with all four settings true: one ACL or policy edit away "
                    "from public", bucket.urn)
@@ -87,7 +103,8 @@ POLICIES: list[Policy] = [
     resource_policy(
         "resource-policy-no-public-principal",
         "Resource policies (S3 bucket, KMS key, ECR repository and registry, SQS, SNS, Secrets Manager, EFS) allow "
-        "no Principal * without a condition. Sources: CKV_AWS_70, CKV_AWS_33, CKV_AWS_32, CKV_AWS_168, "
+        "no Principal * without a condition naming an account, organisation, network or service. "
+        "Sources: CKV_AWS_70, CKV_AWS_33, CKV_AWS_32, CKV_AWS_168, "
         "CKV_AWS_169, SH S3.2, SH S3.3.",
         RESOURCE_POLICIES, _public_principal, tag=SECURITY, severity=Severity.CRITICAL,
         remediation="Name the principals (account root ARN, service) or add a condition (aws:SourceAccount)."),
