@@ -472,6 +472,12 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
                                               "metadataOptions": {"httpTokens": "required",
                                                                   "httpPutResponseHopLimit": 1.0}}, {}, True),
     ("launch-template-blocks-task-imds", LT, {"userData": user_data("#!/bin/bash\nyum -y update\n")}, {}, False),
+    ("launch-template-blocks-task-imds", LT, {"userData": user_data(
+        "#!/bin/bash\necho ECS_CLUSTER=ms >> /etc/ecs/ecs.config\n"
+        "echo 'ECS_AWSVPC_BLOCK_IMDS=true' >> /etc/ecs/ecs.config\n")},
+     {}, False),
+    ("launch-template-blocks-task-imds", LT, {"userData": user_data(
+        "#!/bin/bash\necho ECS_CLUSTER=ms >> /etc/ecs/ecs.config\n# ECS_AWSVPC_BLOCK_IMDS=true\n")}, {}, True),
     ("ecs-no-privileged-containers", TD, containers(linuxParameters={"capabilities": {"add": ["SYS_ADMIN"]}}), {},
      True),
     ("ecs-no-privileged-containers", TD, containers(linuxParameters={"capabilities": {"add": ["CAP_NET_ADMIN"]}}),
@@ -498,6 +504,10 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
         {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*",
          "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc"}}}]})}, {}, False),
     ("s3-bucket-baseline", "aws:s3/bucket:Bucket", {}, {}, True),
+    ("ecs-logging-configured", TD, {"containerDefinitions": json.dumps([
+        container(logConfiguration={"logDriver": "awsfirelens", "options": {"Name": "cloudwatch_logs"}}),
+        container(name="log-router", firelensConfiguration={"type": "fluentbit"})])}, {}, False),
+    ("ecs-logging-configured", TD, containers(logConfiguration={"logDriver": "awsfirelens"}), {}, True),  # no router
     ("resource-policy-no-public-principal", "aws:s3/bucketPolicy:BucketPolicy", {"policy": json.dumps({"Statement": [
         {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::logs/*",
          "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]})}, {}, True),  # TLS narrows no one

@@ -169,9 +169,14 @@ def _asg_multi_az(args: ResourceValidationArgs) -> Iterator[str]:
 
 # --- Launch template --------------------------------------------------------------------------------------
 
+ECS_SETTING = re.compile(r"\b(ECS_[A-Z0-9_]+)=[\"']?([^\s\"']*)")
+
+
 def ecs_config(user_data: str) -> dict[str, str]:
-    """The ECS agent settings user data writes (`NAME=value` lines of /etc/ecs/ecs.config), by name."""
-    return dict(re.findall(r"^\s*(?:export\s+)?(ECS_[A-Z0-9_]+)=[\"']?([^\s\"']*)", user_data, re.M))
+    """The ECS agent settings user data writes to /etc/ecs/ecs.config (heredoc lines or `echo NAME=value >>`),
+    by name; commented-out lines do not count."""
+    return {name: value for line in user_data.splitlines() if not line.lstrip().startswith("#")
+            for name, value in ECS_SETTING.findall(line)}
 
 
 def _imdsv2(args: ResourceValidationArgs) -> Iterator[str]:
@@ -277,8 +282,13 @@ def _non_root(args: ResourceValidationArgs) -> Iterator[str]:
 def _logging(args: ResourceValidationArgs) -> Iterator[str]:
     for label, container in _containers(args):
         config = as_map(container.get("logConfiguration"))
-        if config.get("logDriver") != "awslogs" or not as_map(config.get("options")).get("awslogs-group"):
-            yield f"{label} must log with the awslogs driver to a log group (logConfiguration)"
+        driver = config.get("logDriver")
+        if driver == "awsfirelens" and any(as_map(c.get("firelensConfiguration"))
+                                           for _, c in _containers(args)):
+            continue  # FireLens: the log router container of the same task ships the logs
+        if driver != "awslogs" or not as_map(config.get("options")).get("awslogs-group"):
+            yield (f"{label} must log with the awslogs driver to a log group, or through a FireLens log router "
+                   "(logConfiguration)")
 
 
 def _environment_secrets(args: ResourceValidationArgs) -> Iterator[str]:
@@ -767,7 +777,8 @@ POLICIES: list[Policy] = [
           [TASK_DEFINITION], _awsvpc, "Set network_mode='awsvpc' and leave pid_mode/ipc_mode unset."),
     _medium("ecs-non-root-user", "Containers run as a non-root user. Sources: SH ECS.20.",
             [TASK_DEFINITION], _non_root, "Set containerUser to a non-root uid[:gid] (config)."),
-    _medium("ecs-logging-configured", "Containers log with awslogs to a log group. Sources: SH ECS.9.",
+    _medium("ecs-logging-configured",
+            "Containers log with awslogs to a log group, or through the task's FireLens log router. Sources: SH ECS.9.",
             [TASK_DEFINITION], _logging, "Set logConfiguration.logDriver='awslogs' with awslogs-group."),
     _high("ecs-no-secrets-in-environment",
           "Container environment, command and entryPoint hold no credentials (secret-named variables, AWS keys, "
