@@ -244,6 +244,17 @@ def service_subnets_in_one_zone(s: Stack) -> None:
     s.update({f"subnet{i}": subnet for i, subnet in enumerate(subnets)})
 
 
+@pytest.mark.parametrize(("change", "violates"), [
+    ({"memory": 8192}, True), ({"memoryReservation": 2048}, False),  # the task has 4096 MiB
+    ({"portMappings": [{"containerPort": 8080, "hostPort": 80}]}, True),
+    ({"portMappings": [{"containerPort": 8080, "hostPort": 8080}]}, False),
+])
+def test_task_definitions_aws_refuses_are_reported(change: dict[str, Any], violates: bool) -> None:
+    s = compliant_stack()
+    edit_container(s, **change)
+    assert bool(check("ecs-task-runs-on-ec2", *s.values())) == violates
+
+
 def test_subnets_in_two_zones_pass() -> None:
     s = compliant_stack()
     service_subnets_in_one_zone(s)

@@ -367,6 +367,25 @@ def _task_runs_on_ec2(stack: StackView) -> Iterator[tuple[str, str]]:
                 yield (f"task definition '{task_definition.name}' sets no task memory and containers "
                        f"{', '.join(unsized)} no memory or memoryReservation: EC2 tasks need one of them",
                        task_definition.urn)
+            yield from ((message, task_definition.urn) for message in _task_definition_refusals(task_definition))
+
+
+def _task_definition_refusals(task_definition: PolicyResource) -> Iterator[str]:
+    """What RegisterTaskDefinition refuses for EC2: containers asking more memory than the task has, and awsvpc
+    port mappings whose hostPort differs from the containerPort."""
+    containers = container_definitions(task_definition.props)
+    task_memory = number(task_definition.props.get("memory"))
+    asked = sum(number(c.get("memory")) or number(c.get("memoryReservation")) or 0.0 for c in containers)
+    if task_memory and asked > task_memory:
+        yield (f"the containers of task definition '{task_definition.name}' ask {asked:g} MiB, more than the task's "
+               f"{task_memory:g}")
+    if (task_definition.props.get("networkMode") or "bridge") == "awsvpc":
+        for container in containers:
+            for mapping in (as_map(m) for m in as_list(container.get("portMappings"))):
+                host, port = number(mapping.get("hostPort")), number(mapping.get("containerPort"))
+                if host is not None and host != port:
+                    yield (f"container '{container.get('name')}' maps hostPort {host:g} to containerPort "
+                           f"{port if port is None else f'{port:g}'}: with awsvpc they must be equal")
 
 
 def _private_subnet_ids(stack: StackView) -> set[str]:
@@ -540,7 +559,8 @@ POLICIES: list[Policy] = [
            "Sources: BP (ECS service load balancing).",
            _container_port_exposed, "Point loadBalancers at a containerName/containerPort from portMappings."),
     _stack("ecs-task-runs-on-ec2",
-           "Task definitions of services on EC2 capacity are EC2-compatible and sized in memory. "
+           "Task definitions of services on EC2 capacity are EC2-compatible, sized in memory (containers within the "
+           "task), and map awsvpc ports one to one. "
            "Sources: BP (ECS task definitions on EC2).",
            _task_runs_on_ec2, "Set requires_compatibilities=['EC2'] and task memory."),
     _stack("alb-internet-facing-in-public-subnets",
