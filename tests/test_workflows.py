@@ -197,7 +197,7 @@ def test_checks_run_on_every_push_and_pull_request_and_run_the_gates_commands() 
     commands = run_commands(job)
     assert "python -m venv venv && venv/bin/pip install -r requirements-dev.txt" in commands
     gate = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("venv/bin/")]
-    assert len(gate) == 5
+    assert len(gate) == 6
     positions = [commands.index(line) for line in gate]  # every command of .ci/run, in the same order
     assert positions == sorted(positions)
 
