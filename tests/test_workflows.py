@@ -727,6 +727,8 @@ def test_prod_is_approved_on_a_prod_preview_of_the_same_commit_in_the_same_run()
 
 def test_every_deploy_ends_with_the_verifier_and_links_the_service_url() -> None:
     for job_id, job in deploy_jobs().items():
+        # The run's commit, not whatever main is when the (possibly approval-delayed) job starts.
+        assert the_step(job, "actions/checkout")["with"]["ref"] == "${{ github.sha }}"
         runs_ = [str(step.get("run", "")) for step in steps(job)]
         up = runs_.index(f'bash {RUN_SCRIPT} up "$STACK"')
         url_step = run_step(job, "pulumi stack output serviceUrl")
