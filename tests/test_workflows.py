@@ -307,8 +307,8 @@ def test_the_linters_catch_what_the_schema_check_cannot(tmp_path: Path) -> None:
     assert schema_check(*sorted(workflows.glob("*.yml"))).returncode == 0
     commands = {
         "zizmor": [str(VENV_BIN / "zizmor"), "--offline", "--no-progress", "--color", "never", str(workflows)],
-        "actionlint": [str(VENV_BIN / "actionlint"), "-no-color", f"-shellcheck={VENV_BIN / 'shellcheck'}", "-pyflakes=",
-                       *map(str, sorted(workflows.glob("*.yml")))],
+        "actionlint": [str(VENV_BIN / "actionlint"), "-no-color", f"-shellcheck={VENV_BIN / 'shellcheck'}",
+                       "-pyflakes=", *map(str, sorted(workflows.glob("*.yml")))],
     }
     for linter, command in commands.items():
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
