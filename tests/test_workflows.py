@@ -259,7 +259,7 @@ GATE_LINTERS = [
     "venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml",
     "venv/bin/actionlint -shellcheck=venv/bin/shellcheck -pyflakes=",
     "venv/bin/shellcheck .github/scripts/*.sh",
-    "venv/bin/zizmor --offline --no-progress .github",
+    "venv/bin/zizmor --offline --no-progress --persona auditor .github",
 ]
 
 
