@@ -6,7 +6,7 @@
 Per region: its partition, how many Availability Zones an account can use there (`availabilityZoneCount`
 must not exceed it; null where AWS does not publish it) and the account ELB delivers access logs from
 (`albAccessLogs`; null for regions opened after August 2022, which pulumi-aws's getServiceAccount does not
-know). The region list comes from botocore's endpoint data; the two columns from AWS's documentation:
+know). The region list comes from botocore's partition data; the two columns from AWS's documentation:
 https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html and
 https://docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html
 """
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import botocore.session
+import botocore
 
 OUTPUT = Path(__file__).resolve().parent.parent / "infra" / "regions.json"
 
@@ -44,12 +44,14 @@ ELB_LOG_ACCOUNTS = {
 
 
 def regions() -> dict[str, dict[str, Any]]:
-    session = botocore.session.get_session()
+    # botocore's partitions.json: every region of every partition (7 KB; its endpoints.json is 1.2 MB).
+    partitions = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
     table = {}
-    for partition in session.get_available_partitions():
-        for region in session.get_available_regions("ec2", partition_name=partition):
-            table[region] = {"partition": partition, "availabilityZones": AVAILABILITY_ZONES.get(region),
-                             "elbLogAccount": ELB_LOG_ACCOUNTS.get(region)}
+    for partition in partitions["partitions"]:
+        for region in partition["regions"]:
+            if not region.endswith("-global"):  # pseudo-regions of global endpoints
+                table[region] = {"partition": partition["id"], "availabilityZones": AVAILABILITY_ZONES.get(region),
+                                 "elbLogAccount": ELB_LOG_ACCOUNTS.get(region)}
     return dict(sorted(table.items()))
 
 

@@ -103,8 +103,7 @@ def _field(field: Field, text: str) -> set[int] | None:
         if "?" not in field.wildcards:
             raise CronError(f"{field.name} cannot be '?' (only day-of-month or day-of-week can)")
         return None
-    allowed = set("0123456789,-*/") | set(field.wildcards) | set("".join(field.names)) | set(
-        "".join(field.names).lower())
+    allowed = set("0123456789,-*/") | set(field.wildcards) | set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
     if not text or set(text) - allowed:
         raise CronError(f"{field.name} '{text}' uses characters its field does not take")
     values: set[int] = set()

@@ -88,7 +88,11 @@ def _object(cls: Any, value: Any, fail: Callable[[str], None]) -> Any:
 
 
 def _value(kind: str, annotation: Any, raw: Any, fail: Callable[[str], None]) -> Any:
-    value = _json(raw) if kind != "string" else raw
+    value = _json(raw)
+    if kind == "string":  # text stays as written ("0123" is a profile name, not a number)
+        if isinstance(value, list | dict):
+            fail("must be text")
+        return str(raw)
     if kind == "object":
         return _object(_object_class(annotation), value, fail)
     if kind == "objects":
@@ -110,12 +114,8 @@ def _scalar(kind: str, value: Any, fail: Callable[[str], None]) -> Any:
             fail("must be a whole number")
             return None
         return int(value)
-    if kind == "strings":
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            fail("must be a list of strings")
-        return value
-    if not isinstance(value, str):
-        fail("must be text")
+    if kind == "strings" and not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        fail("must be a list of strings")
     return value
 
 
