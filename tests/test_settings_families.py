@@ -309,9 +309,21 @@ def test_the_region_table_is_what_tools_regions_generates_from_botocore() -> Non
     ("KEEPALIVE_SECONDS=60", "'KEEPALIVE_SECONDS=60': must exceed albIdleTimeoutSeconds (60)"),
     ("KEEPALIVE_SECONDS=soon", "'KEEPALIVE_SECONDS=soon': must exceed albIdleTimeoutSeconds (60)"),
     ("GRACEFUL_TIMEOUT=30", "'GRACEFUL_TIMEOUT=30': must be below containerStopTimeoutSeconds (30)"),
+    ("TMPDIR=/var/tmp", "'TMPDIR=/var/tmp': must lie under scratchVolumePath (/tmp) with readOnlyRootFilesystem"),
 ])
-def test_server_timeouts_set_by_hand_must_agree_with_the_stack(item: str, expected: str) -> None:
-    assert f"model-serving:containerEnvironment = {expected}" in error("dev", {"containerEnvironment": [item]})
+def test_server_settings_set_by_hand_must_agree_with_the_stack(item: str, expected: str) -> None:
+    message = error("dev", {"containerEnvironment": [item], "readOnlyRootFilesystem": True})
+    assert f"model-serving:containerEnvironment = {expected}" in message
+
+
+@pytest.mark.parametrize(("overrides", "tmpdir"), [
+    ({"readOnlyRootFilesystem": True, "scratchVolumePath": "/scratch"}, "/scratch"),
+    ({"readOnlyRootFilesystem": True, "scratchVolumePath": "/scratch", "containerEnvironment": ["TMPDIR=/scratch/t"]},
+     "/scratch/t"),
+    ({"readOnlyRootFilesystem": False, "scratchVolumePath": "/scratch"}, None),
+])
+def test_the_server_writes_its_temp_files_on_the_scratch_volume(overrides: dict[str, Any], tmpdir: str | None) -> None:
+    assert dict(server_environment(parse("dev", overrides))).get("TMPDIR") == tmpdir
 
 
 @pytest.mark.parametrize(("overrides", "keepalive", "graceful"), [

@@ -21,7 +21,7 @@ from infra.registry import RegistryArgs
 from infra.service import ServiceArgs
 from infra.settings.model import Settings
 from infra.settings.provider import merged_default_tags
-from infra.settings.rules import GRACEFUL, KEEPALIVE
+from infra.settings.rules import GRACEFUL, KEEPALIVE, TMPDIR
 from infra.task import ContainerArgs, TaskArgs
 
 
@@ -58,10 +58,14 @@ GRACEFUL_MARGIN_SECONDS = 5
 
 
 def server_environment(s: Settings) -> tuple[tuple[str, str], ...]:
-    """containerEnvironment, plus the server timeouts derived from the settings unless it sets them itself."""
+    """containerEnvironment, plus what the server must agree on with the stack (its timeouts, and its temp
+    directory on a read-only root filesystem) unless containerEnvironment sets it itself."""
     # At least half the stop timeout for shutdown, at most the margin less (2 s -> 1 s, 30 s -> 25 s).
     graceful = max(s.container_stop_timeout_seconds - GRACEFUL_MARGIN_SECONDS, s.container_stop_timeout_seconds // 2)
-    derived = ((KEEPALIVE, str(s.alb_idle_timeout_seconds + KEEPALIVE_MARGIN_SECONDS)), (GRACEFUL, str(graceful)))
+    derived: tuple[tuple[str, str], ...] = (
+        (KEEPALIVE, str(s.alb_idle_timeout_seconds + KEEPALIVE_MARGIN_SECONDS)), (GRACEFUL, str(graceful)))
+    if s.read_only_root_filesystem:  # the only writable place; the server keeps its temp files under TMPDIR
+        derived += ((TMPDIR, s.scratch_volume_path),)
     given = {name for name, _ in s.environment}
     return s.environment + tuple(item for item in derived if item[0] not in given)
 

@@ -349,7 +349,8 @@ class _Task(BaseModel):
     container_start_period_seconds: Int = Field(60, ge=0, le=300, description="Container health-check start "
                                                 "period, the model's load time.")
     container_stop_timeout_seconds: Int = Field(30, ge=2, le=120, description="Seconds between SIGTERM and "
-                                                "SIGKILL, to finish in-flight requests.")
+                                                "SIGKILL, to finish in-flight requests. The task sets the server's "
+                                                "GRACEFUL_TIMEOUT 5 s below it (at least half of it).")
     log_retention_days: Annotated[Int, checked(Check(
         lambda v: v in LOG_RETENTION_DAYS,
         "must be a value CloudWatch Logs accepts: " + ", ".join(map(str, LOG_RETENTION_DAYS))))] = Field(
@@ -372,7 +373,8 @@ class _LoadBalancer(BaseModel):
         "must be empty or an ACM certificate ARN like arn:aws:acm:us-east-1:123456789012:certificate/<uuid>"))] \
         = Field("", description="ACM certificate ARN. When set, HTTP redirects (301) to an HTTPS listener.")
     alb_idle_timeout_seconds: Int = Field(60, ge=1, le=4000, description="ALB idle timeout; must exceed the "
-                                          "slowest inference request.")
+                                          "slowest inference request. The task sets the server's KEEPALIVE_SECONDS "
+                                          "5 s above it.")
     alb_access_logs: Bool = Field(False, description="Write ALB access logs to an S3 bucket the stack creates. "
                                   "Needs a region opened before August 2022 (pulumi-aws knows the ELB log account "
                                   "of those only).")
@@ -404,7 +406,8 @@ class _Service(BaseModel):
     deployment_minimum_healthy_percent: Int = Field(100, ge=0, le=100, description="Share of tasks kept running "
                                                     "during a deployment.")
     deployment_maximum_percent: Int = Field(200, ge=100, le=200, description="Upper limit of running tasks "
-                                            "during a deployment, above the minimum.")
+                                            "during a deployment, above the minimum; the groups' maximum sizes "
+                                            "must hold maxTaskCount x this / 100 tasks.")
     health_check_grace_period_seconds: Int = Field(120, ge=0, le=2147483647, description="Seconds ECS ignores ALB "
                                                    "health checks after a task starts; at least the container "
                                                    "start period.")

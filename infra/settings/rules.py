@@ -210,6 +210,7 @@ AGENT_ENVIRONMENT = re.compile(r"^(ECS_.*|AWS_CONTAINER_.*|AWS_EXECUTION_ENV)$")
 # The reference server's timeouts (app/gunicorn_conf.py), derived from the settings in infra/settings/args.py.
 KEEPALIVE = "KEEPALIVE_SECONDS"
 GRACEFUL = "GRACEFUL_TIMEOUT"
+TMPDIR = "TMPDIR"
 
 
 def check_deploy_time_facts(r: Errors, s: Settings) -> None:
@@ -318,6 +319,10 @@ def _check_environment(r: Errors, s: Settings) -> None:
     for name, valid, allowed in limits:
         if name in env and not (env[name].isdigit() and valid(int(env[name]))):
             r.fail("containerEnvironment", f"{name}={env[name]}", allowed)
+    scratch = s.scratch_volume_path.rstrip("/")
+    if s.read_only_root_filesystem and TMPDIR in env and not (env[TMPDIR] + "/").startswith(scratch + "/"):
+        r.fail("containerEnvironment", f"{TMPDIR}={env[TMPDIR]}", f"must lie under scratchVolumePath ({scratch}) "
+               "with readOnlyRootFilesystem: nothing else is writable; leave it out and the stack sets it")
 
 
 def _accelerator(instance_type: str) -> str | None:
