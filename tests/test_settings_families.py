@@ -136,11 +136,13 @@ def test_a_refused_credential_is_not_echoed() -> None:
 def test_provider_settings_parse_to_provider_args() -> None:
     settings = parse("dev", {"aws:profile": "ml", "aws:maxRetries": 5, "aws:skipMetadataApiCheck": "true",
                              "aws:forbiddenAccountIds": ["999999999999"], "pulumi:tags": {"team": "ml"},
-                             "aws:ignoreTags": {"keyPrefixes": ["kubernetes.io/"]}})
+                             "aws:ignoreTags": {"keyPrefixes": ["kubernetes.io/"]},
+                             "aws:endpoints": [{"ec2": "http://localhost:4566", "s3": "http://localhost:4566"}]})
     provider = settings.provider
     assert (provider["profile"], provider["max_retries"], provider["skip_metadata_api_check"]) == ("ml", 5, True)
     assert provider["forbidden_account_ids"] == ["999999999999"]
     assert provider["ignore_tags"].key_prefixes == ["kubernetes.io/"]
+    assert (provider["endpoints"][0].ec2, provider["endpoints"][0].s3) == ("http://localhost:4566",) * 2
 
 
 # --- shapes whose contents AWS checks ------------------------------------------------------------------------

@@ -41,10 +41,6 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z0-9]+)", lambda m: "_" + m.group(1).lower(), name).lower()
-
-
 def _kind(annotation: Any) -> str:
     text = str(annotation)
     for kind, marker in (("objects", "Sequence[typing.Union[ForwardRef('Provider"), ("strings", "Sequence["),
@@ -79,12 +75,13 @@ def _object(cls: Any, value: Any, fail: Callable[[str], None]) -> Any:
     if not isinstance(value, dict):
         fail("must be an object (a YAML mapping)")
         return None
-    fields = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "__self__")]
-    unknown = [key for key in value if _snake(key) not in fields]
+    fields = {_camel(name): name for name in inspect.signature(cls.__init__).parameters
+              if name not in ("self", "__self__")}
+    unknown = [key for key in value if key not in fields]
     if unknown:
-        fail(f"has no field {', '.join(unknown)}; its fields are {', '.join(map(_camel, fields))}")
+        fail(f"has no field {', '.join(unknown)}; its fields are {', '.join(fields)}")
         return None
-    return cls(**{_snake(key): item for key, item in value.items()})
+    return cls(**{fields[key]: item for key, item in value.items()})
 
 
 def _value(kind: str, annotation: Any, raw: Any, fail: Callable[[str], None]) -> Any:
