@@ -14,7 +14,7 @@ from infra.regions import DATA_FILE, regions
 from infra.settings import Settings, SettingsError, parse_settings
 from infra.settings.args import component_args, server_environment
 from infra.settings.model import is_timezone
-from tests.harness import PROJECT, StackRun, run_stack, stack_config
+from tests.harness import PROJECT, StackRun, run_stack, run_stack_expecting_error, stack_config
 from tools.regions import render
 
 CERTIFICATE = "arn:aws:acm:{region}:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
@@ -259,6 +259,8 @@ def test_spot_type_list_within_the_quota_passes() -> None:
      "model-serving:albAccessLogs = true: needs a region opened before August 2022"),
     ({"containerEnvironment": ["PORT=9000"]}, "model-serving:containerEnvironment = 'PORT=9000': must match "
                                               "containerPort (8080)"),
+    ({"containerEnvironment": ["HOST=127.0.0.1"]}, "model-serving:containerEnvironment = 'HOST=127.0.0.1': must be "
+                                                   "0.0.0.0 or :: (or left out)"),
     ({"containerEnvironment": ["ECS_CONTAINER_METADATA_URI_V4=http://x"]},
      "model-serving:containerEnvironment = 'ECS_CONTAINER_METADATA_URI_V4': is set by the ECS agent"),
     ({"containerEnvironment": ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/x"]}, "is set by the ECS agent"),
@@ -296,6 +298,15 @@ def test_prod_refuses_latest_inside_a_full_image_uri(image: str) -> None:
 ])
 def test_good_variants_still_pass(overrides: dict[str, Any]) -> None:
     parse("dev", overrides)
+
+
+def test_a_bad_stack_name_and_a_mistyped_key_stop_the_program_before_any_resource() -> None:
+    run, raised = run_stack_expecting_error("Team_A", {"aws:regoin": "eu-west-1", "modelserving:image": "v1"})
+    assert isinstance(raised, SettingsError) and run.resources == []
+    message = str(raised)
+    assert "stack name 'Team_A': AWS names start with 'model-serving-Team_A'" in message
+    assert "aws:regoin = 'eu-west-1': is not a setting of the aws provider; did you mean aws:region?" in message
+    assert "modelserving:image = 'v1': is not read by this program" in message
 
 
 def test_the_region_table_is_what_tools_regions_generates_from_botocore() -> None:

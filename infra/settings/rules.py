@@ -306,6 +306,9 @@ def _check_environment(r: Errors, s: Settings) -> None:
     if "PORT" in env and env["PORT"] != str(s.container_port):
         r.fail("containerEnvironment", f"PORT={env['PORT']}", f"must match containerPort ({s.container_port}): "
                "the load balancer sends traffic and health checks to containerPort")
+    if env.get("HOST", "0.0.0.0") not in ("0.0.0.0", "::"):  # the server must listen on the task ENI
+        r.fail("containerEnvironment", f"HOST={env['HOST']}", "must be 0.0.0.0 or :: (or left out): the load "
+               "balancer reaches the task on its network interface's address, not on localhost")
     for name in env:
         if AGENT_ENVIRONMENT.match(name):
             r.fail("containerEnvironment", name, "is set by the ECS agent in every task; a value of your own "
