@@ -8,6 +8,7 @@ before 7, and a key under a namespace the program does not read are refused, not
 """
 
 import difflib
+import functools
 import inspect
 import json
 import re
@@ -55,6 +56,7 @@ def _object_class(annotation: Any) -> type:
     return getattr(aws, name)
 
 
+@functools.cache
 def provider_keys() -> dict[str, tuple[str, str, Any]]:
     """`aws:` key (camelCase) -> (ProviderArgs argument, kind of value, annotation)."""
     parameters = inspect.signature(aws.ProviderArgs.__init__).parameters
@@ -121,10 +123,8 @@ def parse_provider(errors: Errors, aws_config: Mapping[str, Any]) -> dict[str, A
     keys = provider_keys()
     parsed: dict[str, Any] = {}
     for key, raw in aws_config.items():
-        shown = key if key in CREDENTIALS else None
-
-        def fail(allowed: str, key: str = key, raw: Any = raw, shown: str | None = shown) -> None:
-            errors.append(f"aws:{key} = {'<secret>' if shown else _shown(raw)}: {allowed}")
+        def fail(allowed: str, key: str = key, raw: Any = raw) -> None:
+            errors.append(f"aws:{key} = {'<secret>' if key in CREDENTIALS else _shown(raw)}: {allowed}")
 
         if key in RENAMED:
             fail(f"is a setting of pulumi-aws before v7; use {RENAMED[key]}")

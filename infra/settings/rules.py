@@ -6,6 +6,7 @@ They run on a `Settings` whose every key already passed its own checks (infra/se
 import ipaddress
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -233,8 +234,7 @@ def _check_stack_name(r: Errors, s: Settings) -> None:
 
 
 def _duplicates(items: Iterable[str]) -> list[str]:
-    seen: set[str] = set()
-    return sorted({item for item in items if item in seen or seen.add(item)})  # type: ignore[func-returns-value]
+    return sorted(item for item, count in Counter(items).items() if count > 1)
 
 
 def _check_lists(r: Errors, s: Settings) -> None:
