@@ -128,9 +128,16 @@ def test_provider_settings_are_checked_not_dropped(overrides: dict[str, Any], ex
     assert expected in error("dev", overrides)
 
 
-def test_a_refused_credential_is_not_echoed() -> None:
-    message = error("dev", {"aws:secretKey": ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]})
-    assert "aws:secretKey = <secret>: must be text" in message and "wJalr" not in message
+def test_credentials_must_be_stored_encrypted_and_are_never_echoed() -> None:
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    message = error("dev", {"aws:secretKey": key})
+    assert "aws:secretKey = <secret>: is in plain text in the stack file: store it with `pulumi config set " \
+           "--secret aws:secretKey`" in message and key not in message
+    full = stack_config("dev", {"aws:secretKey": key})
+    own = {k.split(":", 1)[1]: v for k, v in full.items() if k.startswith(f"{PROJECT}:")}
+    other = {k: v for k, v in full.items() if not k.startswith(f"{PROJECT}:")}
+    settings = parse_settings(PROJECT, "dev", own, other, {}, secret_keys={"aws:secretKey"})
+    assert settings.provider["secret_key"] == key
 
 
 def test_provider_settings_parse_to_provider_args() -> None:

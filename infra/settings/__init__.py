@@ -7,7 +7,7 @@ registered. `schema` derives Pulumi.yaml's `config:` block and the README table 
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pulumi
@@ -26,15 +26,18 @@ UNKNOWN_KEY = "is not a setting of this project (see Pulumi.yaml for the keys)"
 
 
 def parse_settings(project: str, stack: str, raw: Mapping[str, Any],
-                   other: Mapping[str, Any] | None = None, environment: Mapping[str, str] | None = None) -> Settings:
+                   other: Mapping[str, Any] | None = None, environment: Mapping[str, str] | None = None,
+                   secret_keys: Collection[str] = ()) -> Settings:
     """Parse and validate raw config values (key without namespace -> value); raise SettingsError.
 
     `other`: the config keys outside the project's namespace, with their namespace (`aws:region`, ...).
-    `environment`: where the provider would find AWS_REGION when aws:region is not set."""
+    `environment`: where the provider would find AWS_REGION when aws:region is not set.
+    `secret_keys`: the keys the stack file holds encrypted (`pulumi config set --secret`)."""
     errors = Errors(project)
     other = other or {}
     check_namespaces(errors, project, other)
-    provider = parse_provider(errors, {key[4:]: value for key, value in other.items() if key.startswith("aws:")})
+    provider = parse_provider(errors, {key[4:]: value for key, value in other.items() if key.startswith("aws:")},
+                              {key[4:] for key in secret_keys if key.startswith("aws:")})
     try:
         settings = Settings.model_validate(dict(raw))
     except ValidationError as invalid:
@@ -85,7 +88,8 @@ def load_settings() -> Settings:
     prefix = project + ":"
     own = {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
     other = {key: value for key, value in config.items() if not key.startswith(prefix)}
-    return parse_settings(project, stack, own, other, os.environ)
+    secret_keys = [key for key in other if runtime_config.is_config_secret(key)]
+    return parse_settings(project, stack, own, other, os.environ, secret_keys)
 
 
 def _all_config() -> dict[str, Any]:

@@ -12,7 +12,7 @@ import functools
 import inspect
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import pulumi_aws as aws
@@ -118,15 +118,19 @@ def _scalar(kind: str, value: Any, fail: Callable[[str], None]) -> Any:
     return value
 
 
-def parse_provider(errors: Errors, aws_config: Mapping[str, Any]) -> dict[str, Any]:
-    """ProviderArgs keyword arguments from the `aws:` keys (without the namespace); refuses unknown keys."""
+def parse_provider(errors: Errors, aws_config: Mapping[str, Any], secret_keys: Collection[str] = ()) -> dict[str, Any]:
+    """ProviderArgs keyword arguments from the `aws:` keys (without the namespace); refuses unknown keys and
+    credentials kept in plain text (`secret_keys`: the keys stored encrypted)."""
     keys = provider_keys()
     parsed: dict[str, Any] = {}
     for key, raw in aws_config.items():
         def fail(allowed: str, key: str = key, raw: Any = raw) -> None:
             errors.append(f"aws:{key} = {'<secret>' if key in CREDENTIALS else _shown(raw)}: {allowed}")
 
-        if key in RENAMED:
+        if key in CREDENTIALS and key not in secret_keys:
+            fail(f"is in plain text in the stack file: store it with `pulumi config set --secret aws:{key}`, or "
+                 "better leave credentials to aws:profile or the environment")
+        elif key in RENAMED:
             fail(f"is a setting of pulumi-aws before v7; use {RENAMED[key]}")
         elif key not in keys:
             close = difflib.get_close_matches(key, keys, n=1)
