@@ -280,9 +280,9 @@ def test_spot_type_list_within_the_quota_passes() -> None:
     ({"warmPoolMinSize": 1}, "model-serving:warmPoolMinSize = 1: must be 0 while onDemandWeight and "
                              "onDemandBaseTasks are 0"),
     ({"maxTaskCount": 4, "spotMaxCount": 2},
-     "model-serving:maxTaskCount = 4: leaves no room for a deployment: at deploymentMaximumPercent 200 ECS runs up "
-     "to 8 tasks while it replaces them, 8 of them on the spot provider, whose t3.medium holds 2: raise spotMaxCount "
-     "to 4"),
+     "model-serving:maxTaskCount = 4: leaves no room for a deployment: deploymentMinimumHealthyPercent 100 keeps "
+     "all 4 tasks running, so ECS must run 5 at once before it can stop one; the spot provider gets 5 of them and "
+     "its t3.medium holds 2: raise spotMaxCount to 3"),
 ])
 def test_facts_that_span_keys_or_the_account(overrides: dict[str, Any], expected: str) -> None:
     assert expected in error("dev", overrides)
@@ -299,6 +299,8 @@ def test_prod_refuses_latest_inside_a_full_image_uri(image: str) -> None:
     {"aws:region": "eu-west-1", "certificateArn": CERTIFICATE.format(region="eu-west-1"), "albAccessLogs": True},
     {"containerPort": 9000, "containerEnvironment": ["PORT=9000"]},
     {"maxTaskCount": 4, "spotMaxCount": 2, "deploymentMaximumPercent": 100, "deploymentMinimumHealthyPercent": 50},
+    # Room for one task more than the maximum is enough to deploy (slower than the full 200%, never stuck).
+    {"maxTaskCount": 4, "spotMaxCount": 3},
     {"instanceType": "g5.xlarge", "gpusPerTask": 1, "instanceRootVolumeGiB": 100, "spotInstanceTypes": [],
      "spotMaxCount": 0, "spotWeight": 0, "onDemandWeight": 1, "instanceMaxCount": 4, "taskCpu": 2048,
      "taskMemoryMiB": 8192},

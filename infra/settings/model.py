@@ -517,6 +517,13 @@ class Settings(_Scaling, _Service, _LoadBalancer, _Task, _Spot, _Capacity, _Regi
 
     @property
     def deployment_max_tasks(self) -> int:
-        """Tasks running at once while a deployment replaces maxTaskCount tasks (ECS rounds down)."""
-        return max(self.max_task_count, self.max_task_count * self.deployment_maximum_percent // 100)
+        """Tasks that must fit at once for a rolling deployment at maxTaskCount to make progress.
+
+        ECS rounds the minimum-healthy limit up: when it keeps every task running, a deployment must start a new
+        task before it may stop an old one, so one more than maxTaskCount must fit. More room (up to
+        deploymentMaximumPercent) only makes the deployment faster; ECS starts what fits and continues as old
+        tasks drain.
+        """
+        keep = -(-self.max_task_count * self.deployment_minimum_healthy_percent // 100)
+        return self.max_task_count + 1 if keep >= self.max_task_count else self.max_task_count
 

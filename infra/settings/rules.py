@@ -353,7 +353,8 @@ def _check_image_and_instances(r: Errors, s: Settings) -> None:
 
 
 def _check_deployment_room(r: Errors, s: Settings) -> None:
-    """A rolling deployment runs up to maxTaskCount x deploymentMaximumPercent tasks: the groups must hold them."""
+    """At maxTaskCount with deploymentMinimumHealthyPercent keeping every task, a rolling deployment must start a
+    task before it stops one: the groups must hold one more (a stack that fits exactly can never deploy)."""
     deploying = s.deployment_max_tasks
     if deploying == s.max_task_count or any(
             not p.placeable or not p.tasks_per_instance for p in s.capacity_plan()):
@@ -363,7 +364,9 @@ def _check_deployment_room(r: Errors, s: Settings) -> None:
             key = "instanceMaxCount" if provider.name == "onDemand" else "spotMaxCount"
             needed = -(-provider.tasks_at_max // provider.tasks_per_instance)
             r.fail("maxTaskCount", s.max_task_count,
-                   f"leaves no room for a deployment: at deploymentMaximumPercent {s.deployment_maximum_percent} "
-                   f"ECS runs up to {deploying} tasks while it replaces them, {provider.tasks_at_max} of them on the "
-                   f"{provider.name} provider, whose {provider.instance_type} holds {provider.tasks_per_instance}: "
-                   f"raise {key} to {needed} or lower deploymentMaximumPercent or maxTaskCount")
+                   f"leaves no room for a deployment: deploymentMinimumHealthyPercent "
+                   f"{s.deployment_minimum_healthy_percent} keeps all {s.max_task_count} tasks running, so ECS must "
+                   f"run {deploying} at once before it can stop one; the {provider.name} provider gets "
+                   f"{provider.tasks_at_max} of them and its {provider.instance_type} holds "
+                   f"{provider.tasks_per_instance}: "
+                   f"raise {key} to {needed}, or lower deploymentMinimumHealthyPercent or maxTaskCount")
