@@ -13,6 +13,7 @@ from infra.image import Image
 from infra.loadbalancer import LoadBalancer
 from infra.logs import Logging
 from infra.network import Network
+from infra.observability import Observability
 from infra.registry import Registry
 from infra.service import Service
 from infra.settings import load_settings
@@ -59,6 +60,12 @@ service = Service(
 Autoscaling(name, args.autoscaling, cluster_name=cluster.cluster.name, service_name=service.service.name,
             load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
             target_group_arn_suffix=load_balancer.target_group.arn_suffix, opts=opts)
+observability = Observability(
+    name, args.observability, cluster_name=cluster.cluster.name, service_name=service.service.name,
+    load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
+    target_group_arn_suffix=load_balancer.target_group.arn_suffix,
+    capacity_provider_names={group: g.capacity_provider.name for group, g in cluster.groups.items()},
+    auto_scaling_group_names={group: g.auto_scaling_group.name for group, g in cluster.groups.items()}, opts=opts)
 
 pulumi.export("serviceUrl", load_balancer.url)
 pulumi.export("repositoryUrl", registry.repository_url)
@@ -74,3 +81,9 @@ if spot:
     pulumi.export("spotCapacityProviderName", spot.capacity_provider.name)
 pulumi.export("capacityPlan", {plan.name: plan.as_output() for plan in settings.capacity_plan()})
 pulumi.export("logGroupName", logs.log_group.name)
+pulumi.export("dashboardUrl", observability.dashboard_url)
+# tools/verify_deployment.py finds every alarm of the stack by this prefix.
+pulumi.export("alarmNamePrefix", f"{name}-")
+pulumi.export("alarmNames", observability.alarm_names)
+if observability.topic:
+    pulumi.export("alarmTopicArn", observability.topic.arn)

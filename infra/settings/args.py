@@ -12,7 +12,9 @@ from infra.cluster import CapacityGroupArgs, ClusterArgs
 from infra.image import ImageArgs
 from infra.loadbalancer import LoadBalancerArgs
 from infra.logs import LoggingArgs
+from infra.metrics import server_environment
 from infra.network import HTTP_PORT, HTTPS_PORT, NetworkArgs
+from infra.observability import AlarmThresholds, ObservabilityArgs, deployment_alarm_names
 from infra.registry import RegistryArgs
 from infra.service import ServiceArgs
 from infra.settings.model import Settings
@@ -30,6 +32,7 @@ class StackArgs:
     load_balancer: LoadBalancerArgs
     service: ServiceArgs
     autoscaling: AutoscalingArgs
+    observability: ObservabilityArgs
 
 
 def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
@@ -43,6 +46,19 @@ def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
         instance_types=s.spot_instance_types, min_size=s.spot_min_count, max_size=s.spot_max_count,
         weight=s.spot_weight, base=0, warm_pool_min_size=0)
     return (on_demand, spot) if s.spot else (on_demand,)
+
+
+# What alarmErrorRatePercent 0 and latencyObjectiveMs 0 stand for: prod is held to a tighter objective.
+ERROR_RATE_PERCENT = {"dev": 5, "prod": 1}
+LATENCY_OBJECTIVE_MS = {"dev": 2000, "prod": 1000}
+
+
+def alarm_thresholds(s: Settings) -> AlarmThresholds:
+    return AlarmThresholds(
+        error_rate_percent=s.alarm_error_rate_percent or ERROR_RATE_PERCENT[s.environment_class],
+        min_requests_per_minute=s.alarm_min_requests_per_minute,
+        latency_objective_ms=s.latency_objective_ms or LATENCY_OBJECTIVE_MS[s.environment_class],
+        cpu_percent=s.alarm_cpu_percent, memory_percent=s.alarm_memory_percent)
 
 
 def component_args(s: Settings) -> StackArgs:
@@ -75,7 +91,10 @@ def component_args(s: Settings) -> StackArgs:
             name_prefix=s.name_prefix, cpu=s.task_cpu, memory_mib=s.task_memory_mib,
             role_policy_arns=s.task_role_policy_arns,
             container=ContainerArgs(
-                port=s.container_port, environment=s.environment, user=s.container_user,
+                port=s.container_port, user=s.container_user,
+                # The server's metrics name this stack (the dashboard's ServiceName); batching from settings.
+                environment=s.environment + server_environment(s.name_prefix, s.batch_max_size,
+                                                               s.batch_max_wait_ms),
                 read_only_root_filesystem=s.read_only_root_filesystem, scratch_volume_path=s.scratch_volume_path,
                 health_check_command=s.container_health_check_command, health_check_path=s.health_check_path,
                 start_period_seconds=s.container_start_period_seconds,
@@ -96,11 +115,20 @@ def component_args(s: Settings) -> StackArgs:
             desired_count=s.desired_task_count,
             deployment_minimum_healthy_percent=s.deployment_minimum_healthy_percent,
             deployment_maximum_percent=s.deployment_maximum_percent,
-            health_check_grace_period_seconds=s.health_check_grace_period_seconds, container_port=s.container_port),
+            health_check_grace_period_seconds=s.health_check_grace_period_seconds, container_port=s.container_port,
+            deployment_alarm_names=deployment_alarm_names(s.name_prefix)),
         autoscaling=AutoscalingArgs(
             min_tasks=s.min_task_count, max_tasks=s.max_task_count,
             requests_per_target_per_minute=s.requests_per_target_per_minute,
             cpu_target_percent=s.cpu_target_percent, scale_out_cooldown_seconds=s.scale_out_cooldown_seconds,
             scale_in_cooldown_seconds=s.scale_in_cooldown_seconds, scale_to_zero_cron=s.scale_to_zero_cron,
-            scale_up_cron=s.scale_up_cron, schedule_timezone=s.schedule_timezone),
+            scale_up_cron=s.scale_up_cron, schedule_timezone=s.schedule_timezone,
+            in_flight_requests_per_task=s.in_flight_requests_per_task, metrics_service_name=s.name_prefix),
+        observability=ObservabilityArgs(
+            name_prefix=s.name_prefix, thresholds=alarm_thresholds(s), min_tasks=s.min_task_count,
+            container_insights=s.container_insights,
+            # prod always notifies (subscribe what you like to the topic); dev only once someone asks for mail.
+            notify=prod or bool(s.alarm_emails), alarm_emails=s.alarm_emails,
+            kms_deletion_window_days=30 if prod else 7, metrics_service_name=s.name_prefix,
+            capacity_groups=tuple(group.name for group in capacity_groups(s))),
     )
