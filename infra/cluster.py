@@ -217,8 +217,8 @@ class Cluster(pulumi.ComponentResource):
             health_check_type="EC2",
             # Group metrics (free at one minute) feed the dashboard's instances per capacity group.
             metrics_granularity="1Minute",
-            enabled_metrics=["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances",
-                             "GroupTotalInstances"],
+            enabled_metrics=[aws.autoscaling.Metric(metric) for metric in (
+                "GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupTotalInstances")],
             tags=[aws.autoscaling.GroupTagArgs(key="AmazonECSManaged", value="true", propagate_at_launch=True)]
             + [aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                for key, value in instance_tags.items()],

@@ -93,7 +93,8 @@ def topic_policy(topic_arn: str, partition: str, account_id: str, region: str, n
             {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow",
              "Principal": {"Service": "cloudwatch.amazonaws.com"}, "Action": "sns:Publish", "Resource": topic_arn,
              "Condition": {
-                 "ArnLike": {"aws:SourceArn": f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:{name_prefix}-*"},
+                 "ArnLike": {
+                     "aws:SourceArn": f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:{name_prefix}-*"},
                  "StringEquals": {"aws:SourceAccount": account_id}}},
         ],
     })
@@ -216,7 +217,7 @@ class Observability(pulumi.ComponentResource):
                 f"{name}-alarms",
                 arn=self.topic.arn,
                 policy=pulumi.Output.all(self.topic.arn, partition, account_id, region).apply(
-                    lambda v: topic_policy(*v, args.name_prefix)),
+                    lambda v: topic_policy(v[0], v[1], v[2], v[3], args.name_prefix)),
                 opts=child,
             )
             self.subscriptions = {
@@ -274,14 +275,14 @@ class Observability(pulumi.ComponentResource):
                  "desired": (INSIGHTS, "DesiredTaskCount", svc_dims, "Maximum")},
                 # The schedule may take the service to zero on purpose: only a shortfall below what is wanted counts.
                 f"IF(desired >= {args.min_tasks}, {args.min_tasks} - running, 0)", 0, evaluation=5)
-        for what, metric, percent, resource in (("cpu-high", "CPUUtilization", limits.cpu_percent, "CPU"),
-                                                ("memory-high", "MemoryUtilization", limits.memory_percent,
-                                                 "memory")):
+        for what, metric, percent, resource, size_key in (
+                ("cpu-high", "CPUUtilization", limits.cpu_percent, "CPU", "taskCpu"),
+                ("memory-high", "MemoryUtilization", limits.memory_percent, "memory", "taskMemoryMiB")):
             self._alarm(
                 what,
                 f"The service's average {resource} stayed above {percent}% of the tasks' reservation for 15 "
                 "minutes: autoscaling is at maxTaskCount or cannot place tasks. Raise maxTaskCount (and the "
-                f"instance maximum), or give tasks more {resource} (task{'Cpu' if resource == 'CPU' else 'MemoryMiB'}).",
+                f"instance maximum), or give tasks more {resource} ({size_key}).",
                 metric_name=metric, namespace=ECS, dimensions=svc_dims, statistic="Average", period=5 * MINUTE,
                 evaluation_periods=3, threshold=percent, comparison_operator="GreaterThanThreshold",
                 treat_missing_data="notBreaching")

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from infra.instance_types import instance_types, schedulable
+from infra.metrics import STACK_ENVIRONMENT
 from infra.settings.model import Settings
 
 # The port the reference server built from app/ listens on unless PORT is set (app/Dockerfile).
@@ -54,6 +55,7 @@ def check_consistency(r: Errors, s: Settings) -> None:
     _check_schedules(r, s)
     _check_network(r, s)
     _check_image_build(r, s)
+    _check_observability(r, s)
     if s.is_prod:
         _check_prod(r, s)
 
@@ -179,3 +181,24 @@ def _check_prod(r: Errors, s: Settings) -> None:
     if s.image_ref.reference == "latest":
         r.fail("image", "latest", f"must be a version tag or digest with {why}: its tags are immutable, "
                "so 'latest' could be pushed only once")
+
+
+def _check_observability(r: Errors, s: Settings) -> None:
+    for name, _ in s.environment:
+        if name in STACK_ENVIRONMENT:
+            r.fail("containerEnvironment", name, "is set by the stack (the server's metrics and batching): use "
+                   "batchMaxSize and batchMaxWaitMs for batching")
+    if s.batch_max_wait_ms and s.batch_max_size == 1:
+        r.fail("batchMaxWaitMs", s.batch_max_wait_ms, "must be 0 while batchMaxSize is 1 (batching off): a wait "
+               "would only delay requests")
+    if s.latency_objective_ms >= s.alb_idle_timeout_seconds * 1000:
+        r.fail("latencyObjectiveMs", s.latency_objective_ms, f"must be below albIdleTimeoutSeconds "
+               f"({s.alb_idle_timeout_seconds} s): slower requests are cut off by the ALB, never measured")
+    seen: set[str] = set()
+    for email in s.alarm_emails:
+        if email.lower() in seen:
+            r.fail("alarmEmails", email, "must not list an address twice")
+        seen.add(email.lower())
+    if s.is_prod and not s.container_insights:
+        r.fail("containerInsights", False, "must be true with environmentClass prod: the running-tasks alarm reads "
+               "Container Insights' RunningTaskCount (a dev-like stack without it has no such alarm)")
