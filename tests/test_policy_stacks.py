@@ -287,7 +287,8 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], None], set[str]]] = [
     ("rule without description", set_input("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "description",
                                            "", "model-serving-prod-tasks-out-https"), {"sg-rule-descriptions"}),
     ("scale to zero at night", scale_to_zero_at_night, {"ecs-service-min-two-tasks"}),
-    ("KMS key not rotated", set_input("aws:kms/key:Key", "enableKeyRotation", False), {"kms-key-rotation"}),
+    ("KMS key not rotated", set_input("aws:kms/key:Key", "enableKeyRotation", False,
+                                      "model-serving-prod-logs"), {"kms-key-rotation"}),
     ("role trusted by anyone", set_input("aws:iam/role:Role", "assumeRolePolicy", json.dumps(
         {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}]}), "model-serving-prod-task"),
      {"iam-role-trust-scoped-to-service"}),

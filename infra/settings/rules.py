@@ -199,6 +199,3 @@ def _check_observability(r: Errors, s: Settings) -> None:
         if email.lower() in seen:
             r.fail("alarmEmails", email, "must not list an address twice")
         seen.add(email.lower())
-    if s.is_prod and not s.container_insights:
-        r.fail("containerInsights", False, "must be true with environmentClass prod: the running-tasks alarm reads "
-               "Container Insights' RunningTaskCount (a dev-like stack without it has no such alarm)")
