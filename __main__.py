@@ -4,6 +4,8 @@ Every piece lives in infra/ as one ComponentResource with its own args; infra/se
 them from the settings (and holds every dev/prod difference); this file only wires the pieces together.
 """
 
+from collections.abc import Callable
+
 import pulumi
 import pulumi_aws as aws
 
@@ -44,6 +46,17 @@ task = Task(name, args.task, image=image, log_group_name=logs.log_group.name, op
 load_balancer = LoadBalancer(name, args.load_balancer, vpc_id=network.vpc_id,
                              public_subnet_ids=network.public_subnet_ids,
                              security_group_id=network.alb_security_group.id, opts=opts)
+# The service's deployment alarms must exist before it deploys, and the other alarms watch the service: the
+# alarms come first and learn the service's name once it exists.
+service_name: pulumi.Output[str]
+resolve_service_name: Callable[[pulumi.Output[str]], None]
+service_name, resolve_service_name = pulumi.deferred_output()
+observability = Observability(
+    name, args.observability, cluster_name=cluster.cluster.name, service_name=service_name,
+    load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
+    target_group_arn_suffix=load_balancer.target_group.arn_suffix,
+    capacity_provider_names={group: g.capacity_provider.name for group, g in cluster.groups.items()},
+    auto_scaling_group_names={group: g.auto_scaling_group.name for group, g in cluster.groups.items()}, opts=opts)
 service = Service(
     name, args.service,
     cluster_arn=cluster.cluster.arn,
@@ -54,18 +67,13 @@ service = Service(
     task_security_group_id=network.task_security_group.id,
     # Waiting for a component waits for all its resources: the capacity-provider association and instance
     # policies, the listeners, the execution and task role policies (infra/service.py says why).
-    depends_on=[cluster, load_balancer, task],
+    depends_on=[cluster, load_balancer, task, *observability.deployment_alarms],
     opts=opts,
 )
+resolve_service_name(service.service.name)
 Autoscaling(name, args.autoscaling, cluster_name=cluster.cluster.name, service_name=service.service.name,
             load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
             target_group_arn_suffix=load_balancer.target_group.arn_suffix, opts=opts)
-observability = Observability(
-    name, args.observability, cluster_name=cluster.cluster.name, service_name=service.service.name,
-    load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
-    target_group_arn_suffix=load_balancer.target_group.arn_suffix,
-    capacity_provider_names={group: g.capacity_provider.name for group, g in cluster.groups.items()},
-    auto_scaling_group_names={group: g.auto_scaling_group.name for group, g in cluster.groups.items()}, opts=opts)
 
 pulumi.export("serviceUrl", load_balancer.url)
 pulumi.export("repositoryUrl", registry.repository_url)

@@ -185,6 +185,7 @@ class Observability(pulumi.ComponentResource):
     topic_policy: aws.sns.TopicPolicy | None
     subscriptions: dict[str, aws.sns.TopicSubscription]  # by email address
     alarms: dict[str, aws.cloudwatch.MetricAlarm]  # by what (the name without the prefix)
+    deployment_alarms: list[aws.cloudwatch.MetricAlarm]  # the service names these (infra/service.py)
     dashboard: aws.cloudwatch.Dashboard
     dashboard_url: pulumi.Output[str]
 
@@ -304,6 +305,7 @@ class Observability(pulumi.ComponentResource):
                 comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching")
 
         self.alarm_names = [alarm.name for alarm in self.alarms.values()]
+        self.deployment_alarms = [self.alarms[what] for what in DEPLOYMENT_ALARMS]
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}",
             dashboard_name=dashboard_name(args.name_prefix),

@@ -348,3 +348,12 @@ def test_readme_alarm_table_lists_every_kind_of_alarm(dev: StackRun, prod: Stack
     rollback = {row.split("`")[1] for row in table if row.endswith("| yes |")}
     deployment_alarms = prod.one("aws:ecs/service:Service")["alarms"]["alarmNames"]
     assert {f"{PROJECT}-prod-{what}" for what in rollback} == set(deployment_alarms)
+
+
+def test_deployment_alarms_exist_before_the_service_and_the_service_alarms_after_it(run: StackRun) -> None:
+    service, found = run.one("aws:ecs/service:Service"), alarms(run)
+    for what in ("target-5xx-rate", "elb-5xx-rate", "latency-p99"):
+        assert what in found and found[what].urn in service.dependencies, what
+    for what in ("cpu-high", "memory-high", "running-tasks-low"):
+        assert run.depends_on(found[what], service), what  # through the ServiceName dimension
+    assert run.depends_on(run.one("aws:cloudwatch/dashboard:Dashboard"), service)
