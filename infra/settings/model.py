@@ -427,6 +427,8 @@ class _Observability(BaseModel):
                                       "tasks' reservation) that trips the memory alarm after 15 minutes.")
     in_flight_requests_per_task: Int = Field(0, ge=0, le=10000, description="Target of an extra tracking policy "
                                              "on the server's InFlightRequests per task; 0 disables it.")
+    # Micro-batching is off for every stack until measurements say otherwise: this default (with batchMaxWaitMs)
+    # is the one place to turn it on.
     batch_max_size: Int = Field(1, ge=1, le=4096, description="Most instances the server scores in one model call "
                                 "(task env BATCH_MAX_SIZE); 1 turns micro-batching off.")
     batch_max_wait_ms: Int = Field(0, ge=0, le=1000, description="Longest a batch waits for more requests (task env "
