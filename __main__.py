@@ -4,8 +4,6 @@ Every piece lives in infra/ as one ComponentResource with its own args; infra/se
 them from the settings (and holds every dev/prod difference); this file only wires the pieces together.
 """
 
-from collections.abc import Callable
-
 import pulumi
 import pulumi_aws as aws
 
@@ -46,13 +44,10 @@ task = Task(name, args.task, image=image, log_group_name=logs.log_group.name, op
 load_balancer = LoadBalancer(name, args.load_balancer, vpc_id=network.vpc_id,
                              public_subnet_ids=network.public_subnet_ids,
                              security_group_id=network.alb_security_group.id, opts=opts)
-# The service's deployment alarms must exist before it deploys, and the other alarms watch the service: the
-# alarms come first and learn the service's name once it exists.
-service_name: pulumi.Output[str]
-resolve_service_name: Callable[[pulumi.Output[str]], None]
-service_name, resolve_service_name = pulumi.deferred_output()
+# The service's deployment alarms must exist before it deploys; the alarms on the service's own metrics and the
+# dashboard follow it (watch_service below).
 observability = Observability(
-    name, args.observability, cluster_name=cluster.cluster.name, service_name=service_name,
+    name, args.observability, cluster_name=cluster.cluster.name,
     load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
     target_group_arn_suffix=load_balancer.target_group.arn_suffix,
     capacity_provider_names={group: g.capacity_provider.name for group, g in cluster.groups.items()},
@@ -70,7 +65,7 @@ service = Service(
     depends_on=[cluster, load_balancer, task, *observability.deployment_alarms],
     opts=opts,
 )
-resolve_service_name(service.service.name)
+observability.watch_service(service.service.name)
 Autoscaling(name, args.autoscaling, cluster_name=cluster.cluster.name, service_name=service.service.name,
             load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
             target_group_arn_suffix=load_balancer.target_group.arn_suffix, opts=opts)

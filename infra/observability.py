@@ -4,6 +4,8 @@ Every alarm is named `<name_prefix>-<what>`, so tools (tools/verify_deployment.p
 by prefix. The error-rate and latency alarms also guard deployments: the service names them as its deployment
 alarms (infra/service.py), and ECS rolls back a release that trips one of them. Rates are metric math over
 one-minute sums with a floor of requests, so a quiet service neither flaps nor alarms on a single error.
+The component is built in two steps around the service: the deployment alarms must exist before the service
+that names them deploys, and the alarms on the service's own metrics need its name (`watch_service`).
 Notifications go to an SNS topic encrypted with a customer-managed KMS key: the AWS-managed `alias/aws/sns`
 key does not let CloudWatch use it, and alarms could then not publish.
 """
@@ -186,22 +188,28 @@ class Observability(pulumi.ComponentResource):
     subscriptions: dict[str, aws.sns.TopicSubscription]  # by email address
     alarms: dict[str, aws.cloudwatch.MetricAlarm]  # by what (the name without the prefix)
     deployment_alarms: list[aws.cloudwatch.MetricAlarm]  # the service names these (infra/service.py)
-    dashboard: aws.cloudwatch.Dashboard
-    dashboard_url: pulumi.Output[str]
+    dashboard: aws.cloudwatch.Dashboard  # from watch_service on
+    dashboard_url: pulumi.Output[str]  # from watch_service on
+    alarm_names: list[pulumi.Output[str]]  # from watch_service on
 
     def __init__(self, name: str, args: ObservabilityArgs, *, cluster_name: pulumi.Input[str],
-                 service_name: pulumi.Input[str], load_balancer_arn_suffix: pulumi.Input[str],
-                 target_group_arn_suffix: pulumi.Input[str],
+                 load_balancer_arn_suffix: pulumi.Input[str], target_group_arn_suffix: pulumi.Input[str],
                  capacity_provider_names: Mapping[str, pulumi.Input[str]],
                  auto_scaling_group_names: Mapping[str, pulumi.Input[str]],
                  opts: pulumi.ResourceOptions | None = None):
+        """First step, before the service: the topic and every alarm that does not watch the service itself,
+        the deployment alarms among them, so they exist before the service that names them deploys.
+        `watch_service` completes the component once the service exists."""
         super().__init__("model-serving:infra:Observability", name, None, opts)
         self.name, self.args = name, args
+        # What watch_service needs again: the dashboard shows all of it.
+        self._cluster_name, self._lb, self._tg = cluster_name, load_balancer_arn_suffix, target_group_arn_suffix
+        self._provider_names, self._group_names = capacity_provider_names, auto_scaling_group_names
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         partition = aws.get_partition_output(opts=invoke).partition
         account_id = aws.get_caller_identity_output(opts=invoke).account_id
-        region = aws.get_region_output(opts=invoke).region
+        self._region = region = aws.get_region_output(opts=invoke).region
 
         self.key, self.topic, self.topic_policy, self.subscriptions = None, None, None, {}
         if args.notify:
@@ -229,7 +237,6 @@ class Observability(pulumi.ComponentResource):
         limits = args.thresholds
         tg_dims = {"LoadBalancer": load_balancer_arn_suffix, "TargetGroup": target_group_arn_suffix}
         lb_dims = {"LoadBalancer": load_balancer_arn_suffix}
-        svc_dims = {"ClusterName": cluster_name, "ServiceName": service_name}
         floor = limits.min_requests_per_minute
         self.alarms = {}
         self._math_alarm(
@@ -266,6 +273,24 @@ class Observability(pulumi.ComponentResource):
             metric_name="UnHealthyHostCount", namespace=ALB, dimensions=tg_dims, statistic="Maximum",
             period=MINUTE, evaluation_periods=5, threshold=0, comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching")
+        for group in args.capacity_groups:
+            self._alarm(
+                f"capacity-waiting-{group}",
+                f"The {group} capacity provider's reservation stayed above 100% for 15 minutes: tasks wait for "
+                "instances that do not come. The group is at its maximum size (raise it), the instance type "
+                "is short in the region (Spot: add types), or instances fail to join the cluster (check the "
+                "group's activity history).",
+                metric_name="CapacityProviderReservation", namespace=MANAGED_SCALING,
+                dimensions={"ClusterName": cluster_name, "CapacityProviderName": capacity_provider_names[group]},
+                statistic="Minimum", period=MINUTE, evaluation_periods=15, threshold=100,
+                comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching")
+
+        self.deployment_alarms = [self.alarms[what] for what in DEPLOYMENT_ALARMS]
+
+    def watch_service(self, service_name: pulumi.Input[str]) -> None:
+        """Second step, once the service exists: the alarms on its own metrics, the dashboard, the outputs."""
+        args, limits = self.args, self.args.thresholds
+        svc_dims = {"ClusterName": self._cluster_name, "ServiceName": service_name}
         if not args.container_insights:
             # The policy pack refuses this in prod (CKV_AWS_65); a dev-like stack just sees less.
             pulumi.log.warn("containerInsights is false: no running-tasks alarm and no task-count widget (both read "
@@ -292,37 +317,24 @@ class Observability(pulumi.ComponentResource):
                 metric_name=metric, namespace=ECS, dimensions=svc_dims, statistic="Average", period=5 * MINUTE,
                 evaluation_periods=3, threshold=percent, comparison_operator="GreaterThanThreshold",
                 treat_missing_data="notBreaching")
-        for group in args.capacity_groups:
-            self._alarm(
-                f"capacity-waiting-{group}",
-                f"The {group} capacity provider's reservation stayed above 100% for 15 minutes: tasks wait for "
-                "instances that do not come. The group is at its maximum size (raise it), the instance type "
-                "is short in the region (Spot: add types), or instances fail to join the cluster (check the "
-                "group's activity history).",
-                metric_name="CapacityProviderReservation", namespace=MANAGED_SCALING,
-                dimensions={"ClusterName": cluster_name, "CapacityProviderName": capacity_provider_names[group]},
-                statistic="Minimum", period=MINUTE, evaluation_periods=15, threshold=100,
-                comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching")
-
         self.alarm_names = [alarm.name for alarm in self.alarms.values()]
-        self.deployment_alarms = [self.alarms[what] for what in DEPLOYMENT_ALARMS]
+        providers, groups = self._provider_names, self._group_names
         self.dashboard = aws.cloudwatch.Dashboard(
-            f"{name}",
+            f"{self.name}",
             dashboard_name=dashboard_name(args.name_prefix),
             dashboard_body=pulumi.Output.all(
-                region, cluster_name, service_name, load_balancer_arn_suffix, target_group_arn_suffix,
-                pulumi.Output.all(*capacity_provider_names.values()),
-                pulumi.Output.all(*auto_scaling_group_names.values()),
+                self._region, self._cluster_name, service_name, self._lb, self._tg,
+                pulumi.Output.all(*providers.values()), pulumi.Output.all(*groups.values()),
                 pulumi.Output.all(*(alarm.arn for alarm in self.alarms.values())),
             ).apply(lambda v: dashboard_body(DashboardTargets(
                 region=v[0], cluster_name=v[1], service_name=v[2], load_balancer=v[3], target_group=v[4],
-                capacity_providers=dict(zip(capacity_provider_names, v[5], strict=True)),
-                auto_scaling_groups=dict(zip(auto_scaling_group_names, v[6], strict=True)),
+                capacity_providers=dict(zip(providers, v[5], strict=True)),
+                auto_scaling_groups=dict(zip(groups, v[6], strict=True)),
                 alarm_arns=v[7], metrics_service_name=args.metrics_service_name,
                 container_insights=args.container_insights))),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.dashboard_url = pulumi.Output.all(region, self.dashboard.dashboard_name).apply(
+        self.dashboard_url = pulumi.Output.all(self._region, self.dashboard.dashboard_name).apply(
             lambda v: dashboard_url(*v))
         self.register_outputs({"dashboardUrl": self.dashboard_url, "alarmNames": self.alarm_names})
 
