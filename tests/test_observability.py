@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from infra.settings import SettingsError, parse_settings
+from infra.settings.args import ERROR_RATE_PERCENT, LATENCY_OBJECTIVE_MS
 from tests.harness import ACCOUNT_ID, PROJECT, PROJECT_DIR, REGION, StackRun, run_stack, stack_config
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -357,3 +358,9 @@ def test_deployment_alarms_exist_before_the_service_and_the_service_alarms_after
     for what in ("cpu-high", "memory-high", "running-tasks-low"):
         assert run.depends_on(found[what], service), what  # through the ServiceName dimension
     assert run.depends_on(run.one("aws:cloudwatch/dashboard:Dashboard"), service)
+
+
+def test_readme_states_the_environment_class_objectives_of_args_py() -> None:
+    text = " ".join((PROJECT_DIR / "README.md").read_text().split())
+    assert ", ".join(f"{env} {ERROR_RATE_PERCENT[env]}% and {LATENCY_OBJECTIVE_MS[env]:,} ms"
+                     for env in ("dev", "prod")) in text
