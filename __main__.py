@@ -13,6 +13,7 @@ from infra.image import Image
 from infra.loadbalancer import LoadBalancer
 from infra.logs import Logging
 from infra.network import Network
+from infra.observability import Observability
 from infra.registry import Registry
 from infra.service import Service
 from infra.settings import load_settings
@@ -43,6 +44,14 @@ task = Task(name, args.task, image=image, log_group_name=logs.log_group.name, op
 load_balancer = LoadBalancer(name, args.load_balancer, vpc_id=network.vpc_id,
                              public_subnet_ids=network.public_subnet_ids,
                              security_group_id=network.alb_security_group.id, opts=opts)
+# The service's deployment alarms must exist before it deploys; the alarms on the service's own metrics and the
+# dashboard follow it (watch_service below).
+observability = Observability(
+    name, args.observability, cluster_name=cluster.cluster.name,
+    load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
+    target_group_arn_suffix=load_balancer.target_group.arn_suffix,
+    capacity_provider_names={group: g.capacity_provider.name for group, g in cluster.groups.items()},
+    auto_scaling_group_names={group: g.auto_scaling_group.name for group, g in cluster.groups.items()}, opts=opts)
 service = Service(
     name, args.service,
     cluster_arn=cluster.cluster.arn,
@@ -53,9 +62,10 @@ service = Service(
     task_security_group_id=network.task_security_group.id,
     # Waiting for a component waits for all its resources: the capacity-provider association and instance
     # policies, the listeners, the execution and task role policies (infra/service.py says why).
-    depends_on=[cluster, load_balancer, task],
+    depends_on=[cluster, load_balancer, task, *observability.deployment_alarms],
     opts=opts,
 )
+observability.watch_service(service.service.name)
 Autoscaling(name, args.autoscaling, cluster_name=cluster.cluster.name, service_name=service.service.name,
             load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
             target_group_arn_suffix=load_balancer.target_group.arn_suffix, opts=opts)
@@ -74,3 +84,9 @@ if spot:
     pulumi.export("spotCapacityProviderName", spot.capacity_provider.name)
 pulumi.export("capacityPlan", {plan.name: plan.as_output() for plan in settings.capacity_plan()})
 pulumi.export("logGroupName", logs.log_group.name)
+pulumi.export("dashboardUrl", observability.dashboard_url)
+# tools/verify_deployment.py finds every alarm of the stack by this prefix.
+pulumi.export("alarmNamePrefix", f"{name}-")
+pulumi.export("alarmNames", observability.alarm_names)
+if observability.topic:
+    pulumi.export("alarmTopicArn", observability.topic.arn)

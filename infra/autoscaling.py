@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import metrics
+
 
 @dataclass(frozen=True)
 class AutoscalingArgs:
@@ -22,6 +24,8 @@ class AutoscalingArgs:
     scale_to_zero_cron: str  # "": no schedules (validation sets both crons or neither)
     scale_up_cron: str
     schedule_timezone: str
+    in_flight_requests_per_task: int  # 0: no policy on the server's InFlightRequests
+    metrics_service_name: str  # the ServiceName dimension of the server's metrics
 
     @property
     def scheduled(self) -> bool:
@@ -37,6 +41,7 @@ class Autoscaling(pulumi.ComponentResource):
     target: aws.appautoscaling.Target
     request_count_policy: aws.appautoscaling.Policy
     cpu_policy: aws.appautoscaling.Policy
+    in_flight_policy: aws.appautoscaling.Policy | None
     scheduled_actions: list[aws.appautoscaling.ScheduledAction]
 
     def __init__(self, name: str, args: AutoscalingArgs, *, cluster_name: pulumi.Input[str],
@@ -85,6 +90,28 @@ class Autoscaling(pulumi.ComponentResource):
             scaling.requests_per_target_per_minute)
         self.cpu_policy = tracking("cpu", metric(predefined_metric_type="ECSServiceAverageCPUUtilization"),
                                    scaling.cpu_target_percent)
+        # Requests in flight per task track what a model task is busy with, whatever each request costs.
+        self.in_flight_policy = aws.appautoscaling.Policy(
+            f"{name}-in-flight",
+            policy_type="TargetTrackingScaling",
+            service_namespace=self.target.service_namespace,
+            scalable_dimension=self.target.scalable_dimension,
+            resource_id=self.target.resource_id,
+            target_tracking_scaling_policy_configuration=aws.appautoscaling.
+            PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                customized_metric_specification=aws.appautoscaling.
+                PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs(
+                    namespace=metrics.NAMESPACE, metric_name=metrics.IN_FLIGHT, statistic="Average",
+                    dimensions=[aws.appautoscaling.
+                                PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationDimensionArgs(
+                                    name=metrics.DIMENSION, value=scaling.metrics_service_name)]),
+                target_value=scaling.in_flight_requests_per_task,
+                scale_out_cooldown=scaling.scale_out_cooldown_seconds,
+                scale_in_cooldown=scaling.scale_in_cooldown_seconds,
+            ),
+            # Application Auto Scaling refuses concurrent changes to one target's policies: one after another.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cpu_policy]),
+        ) if scaling.in_flight_requests_per_task else None
         self.scheduled_actions = [
             aws.appautoscaling.ScheduledAction(
                 f"{name}-{suffix}",

@@ -215,6 +215,10 @@ class Cluster(pulumi.ComponentResource):
             protect_from_scale_in=True,
             force_delete=True,
             health_check_type="EC2",
+            # Group metrics (free at one minute) feed the dashboard's instances per capacity group.
+            metrics_granularity="1Minute",
+            enabled_metrics=[aws.autoscaling.Metric(metric) for metric in (
+                "GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupTotalInstances")],
             tags=[aws.autoscaling.GroupTagArgs(key="AmazonECSManaged", value="true", propagate_at_launch=True)]
             + [aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                for key, value in instance_tags.items()],

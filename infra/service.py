@@ -23,6 +23,8 @@ class ServiceArgs:
     deployment_maximum_percent: int
     health_check_grace_period_seconds: int
     container_port: int
+    # CloudWatch alarms that fail and roll back a deployment (infra/observability.py); () for none
+    deployment_alarm_names: tuple[str, ...]
 
 
 class Service(pulumi.ComponentResource):
@@ -44,6 +46,10 @@ class Service(pulumi.ComponentResource):
             capacity_provider_strategies=[aws.ecs.ServiceCapacityProviderStrategyArgs(
                 capacity_provider=provider, weight=weight, base=base) for provider, weight, base in strategy],
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            # The breaker catches tasks that fail to start or to pass health checks; these alarms catch a release
+            # that looks healthy but serves errors or slowly, during the deployment and its bake time.
+            alarms=aws.ecs.ServiceAlarmsArgs(alarm_names=list(svc.deployment_alarm_names), enable=True,
+                                             rollback=True) if svc.deployment_alarm_names else None,
             deployment_minimum_healthy_percent=svc.deployment_minimum_healthy_percent,
             deployment_maximum_percent=svc.deployment_maximum_percent,
             health_check_grace_period_seconds=svc.health_check_grace_period_seconds,

@@ -16,7 +16,9 @@ from infra.cluster import CapacityGroupArgs, ClusterArgs
 from infra.image import ImageArgs
 from infra.loadbalancer import LoadBalancerArgs
 from infra.logs import LoggingArgs
+from infra.metrics import metrics_environment
 from infra.network import HTTP_PORT, HTTPS_PORT, NetworkArgs
+from infra.observability import AlarmThresholds, ObservabilityArgs, deployment_alarm_names
 from infra.registry import RegistryArgs
 from infra.service import ServiceArgs
 from infra.settings.model import Settings
@@ -36,6 +38,7 @@ class StackArgs:
     load_balancer: LoadBalancerArgs
     service: ServiceArgs
     autoscaling: AutoscalingArgs
+    observability: ObservabilityArgs
 
 
 def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
@@ -58,12 +61,15 @@ GRACEFUL_MARGIN_SECONDS = 5
 
 
 def server_environment(s: Settings) -> tuple[tuple[str, str], ...]:
-    """containerEnvironment, plus what the server must agree on with the stack (its timeouts, and its temp
-    directory on a read-only root filesystem) unless containerEnvironment sets it itself."""
+    """containerEnvironment, plus what the server must agree on with the stack (its timeouts, its metrics and
+    batching, and its temp directory on a read-only root filesystem) unless containerEnvironment sets it."""
     # At least half the stop timeout for shutdown, at most the margin less (2 s -> 1 s, 30 s -> 25 s).
     graceful = max(s.container_stop_timeout_seconds - GRACEFUL_MARGIN_SECONDS, s.container_stop_timeout_seconds // 2)
     derived: tuple[tuple[str, str], ...] = (
-        (KEEPALIVE, str(s.alb_idle_timeout_seconds + KEEPALIVE_MARGIN_SECONDS)), (GRACEFUL, str(graceful)))
+        (KEEPALIVE, str(s.alb_idle_timeout_seconds + KEEPALIVE_MARGIN_SECONDS)), (GRACEFUL, str(graceful)),
+        # Where the server's metrics go (the dashboard's ServiceName) and how it batches; rules refuse these
+        # names in containerEnvironment.
+        *metrics_environment(s.name_prefix, s.batch_max_size, s.batch_max_wait_ms))
     if s.read_only_root_filesystem:  # the only writable place; the server keeps its temp files under TMPDIR
         derived += ((TMPDIR, s.scratch_volume_path),)
     given = {name for name, _ in s.environment}
@@ -85,6 +91,19 @@ def provider_args(s: Settings) -> dict[str, Any]:
 def image_platform(s: Settings) -> str:
     """The platform the build of app/ targets: the instances' CPU architecture (validation makes groups agree)."""
     return {"arm64": "linux/arm64"}.get(s.instance.architecture, "linux/amd64")
+
+
+# What alarmErrorRatePercent 0 and latencyObjectiveMs 0 stand for: prod is held to a tighter objective.
+ERROR_RATE_PERCENT = {"dev": 5, "prod": 1}
+LATENCY_OBJECTIVE_MS = {"dev": 2000, "prod": 1000}
+
+
+def alarm_thresholds(s: Settings) -> AlarmThresholds:
+    return AlarmThresholds(
+        error_rate_percent=s.alarm_error_rate_percent or ERROR_RATE_PERCENT[s.environment_class],
+        min_requests_per_minute=s.alarm_min_requests_per_minute,
+        latency_objective_ms=s.latency_objective_ms or LATENCY_OBJECTIVE_MS[s.environment_class],
+        cpu_percent=s.alarm_cpu_percent, memory_percent=s.alarm_memory_percent)
 
 
 def component_args(s: Settings) -> StackArgs:
@@ -138,11 +157,20 @@ def component_args(s: Settings) -> StackArgs:
             desired_count=s.desired_task_count,
             deployment_minimum_healthy_percent=s.deployment_minimum_healthy_percent,
             deployment_maximum_percent=s.deployment_maximum_percent,
-            health_check_grace_period_seconds=s.health_check_grace_period_seconds, container_port=s.container_port),
+            health_check_grace_period_seconds=s.health_check_grace_period_seconds, container_port=s.container_port,
+            deployment_alarm_names=deployment_alarm_names(s.name_prefix)),
         autoscaling=AutoscalingArgs(
             min_tasks=s.min_task_count, max_tasks=s.max_task_count,
             requests_per_target_per_minute=s.requests_per_target_per_minute,
             cpu_target_percent=s.cpu_target_percent, scale_out_cooldown_seconds=s.scale_out_cooldown_seconds,
             scale_in_cooldown_seconds=s.scale_in_cooldown_seconds, scale_to_zero_cron=s.scale_to_zero_cron,
-            scale_up_cron=s.scale_up_cron, schedule_timezone=s.schedule_timezone),
+            scale_up_cron=s.scale_up_cron, schedule_timezone=s.schedule_timezone,
+            in_flight_requests_per_task=s.in_flight_requests_per_task, metrics_service_name=s.name_prefix),
+        observability=ObservabilityArgs(
+            name_prefix=s.name_prefix, thresholds=alarm_thresholds(s), min_tasks=s.min_task_count,
+            container_insights=s.container_insights,
+            # prod always notifies (subscribe what you like to the topic); dev only once someone asks for mail.
+            notify=prod or bool(s.alarm_emails), alarm_emails=s.alarm_emails,
+            kms_deletion_window_days=30 if prod else 7, metrics_service_name=s.name_prefix,
+            capacity_groups=tuple(group.name for group in capacity_groups(s))),
     )

@@ -436,12 +436,47 @@ class _Scaling(BaseModel):
         "UTC", description="Time zone of both schedules.")
 
 
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+
+
+class _Observability(BaseModel):
+    """alarms, dashboard and the server's metrics"""
+
+    model_config = CONFIG
+    alarm_emails: StrList(Check(  # type: ignore[valid-type]
+        lambda v: len(v) <= 254 and bool(EMAIL.match(v)), "must be an email address like ops@example.com")) = Field(
+        (), description="Email addresses subscribed to the alarm topic (each confirms a mail from AWS first). A "
+        "dev-like stack with none keeps its alarms without actions and has no topic.")
+    alarm_error_rate_percent: Int = Field(0, ge=0, le=100, description="Share of requests answered 5xx (by the "
+                                          "targets, or by the ALB) that trips the error-rate alarms; 0 takes the "
+                                          "environment class's value (infra/settings/args.py).")
+    alarm_min_requests_per_minute: Int = Field(20, ge=1, le=10000000, description="Below this many requests in a "
+                                               "minute the error-rate and latency alarms stay OK, so a quiet "
+                                               "service does not alarm on one slow or failed request.")
+    latency_objective_ms: Int = Field(0, ge=0, le=4000000, description="p99 target response time the latency "
+                                      "alarm holds the service to, in milliseconds; 0 takes the environment "
+                                      "class's value (infra/settings/args.py).")
+    alarm_cpu_percent: Int = Field(90, ge=1, le=100, description="Average service CPU (percent of the tasks' "
+                                   "reservation) that trips the CPU alarm after 15 minutes.")
+    alarm_memory_percent: Int = Field(90, ge=1, le=100, description="Average service memory (percent of the "
+                                      "tasks' reservation) that trips the memory alarm after 15 minutes.")
+    in_flight_requests_per_task: Int = Field(0, ge=0, le=10000, description="Target of an extra tracking policy "
+                                             "on the server's InFlightRequests per task; 0 disables it.")
+    # Micro-batching is off for every stack until measurements say otherwise: this default (with batchMaxWaitMs)
+    # is the one place to turn it on.
+    batch_max_size: Int = Field(1, ge=1, le=4096, description="Most instances the server scores in one model call "
+                                "(task env BATCH_MAX_SIZE); 1 turns micro-batching off.")
+    batch_max_wait_ms: Int = Field(0, ge=0, le=1000, description="Longest a batch waits for more requests (task env "
+                                   "BATCH_MAX_WAIT_MS); only with batchMaxSize above 1.")
+
+
 # The order of the generated Pulumi.yaml block and README table.
 SECTIONS: tuple[type[BaseModel], ...] = (_Environment, _Network, _Registry, _Capacity, _Spot, _Task,
-                                         _LoadBalancer, _Service, _Scaling)
+                                         _LoadBalancer, _Service, _Scaling, _Observability)
 
 
-class Settings(_Scaling, _Service, _LoadBalancer, _Task, _Spot, _Capacity, _Registry, _Network, _Environment):
+class Settings(_Observability, _Scaling, _Service, _LoadBalancer, _Task, _Spot, _Capacity, _Registry, _Network,
+               _Environment):
     """The validated settings of one stack (every section's fields, flat, one per config key)."""
 
     model_config = CONFIG

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from infra.instance_types import instance_types, schedulable
+from infra.metrics import STACK_ENVIRONMENT
 from infra.naming import name_problems
 from infra.regions import regions
 from infra.settings import cron
@@ -61,6 +62,7 @@ def check_consistency(r: Errors, s: Settings) -> None:
     _check_schedules(r, s)
     _check_network(r, s)
     _check_image_build(r, s)
+    _check_observability(r, s)
     if s.is_prod:
         _check_prod(r, s)
     check_deploy_time_facts(r, s)
@@ -370,3 +372,21 @@ def _check_deployment_room(r: Errors, s: Settings) -> None:
                    f"{provider.tasks_at_max} of them and its {provider.instance_type} holds "
                    f"{provider.tasks_per_instance}: "
                    f"raise {key} to {needed}, or lower deploymentMinimumHealthyPercent or maxTaskCount")
+
+
+def _check_observability(r: Errors, s: Settings) -> None:
+    for name, _ in s.environment:
+        if name in STACK_ENVIRONMENT:
+            r.fail("containerEnvironment", name, "is set by the stack (the server's metrics and batching): use "
+                   "batchMaxSize and batchMaxWaitMs for batching")
+    if s.batch_max_wait_ms and s.batch_max_size == 1:
+        r.fail("batchMaxWaitMs", s.batch_max_wait_ms, "must be 0 while batchMaxSize is 1 (batching off): a wait "
+               "would only delay requests")
+    if s.latency_objective_ms >= s.alb_idle_timeout_seconds * 1000:
+        r.fail("latencyObjectiveMs", s.latency_objective_ms, f"must be below albIdleTimeoutSeconds "
+               f"({s.alb_idle_timeout_seconds} s): slower requests are cut off by the ALB, never measured")
+    seen: set[str] = set()
+    for email in s.alarm_emails:
+        if email.lower() in seen:
+            r.fail("alarmEmails", email, "must not list an address twice")
+        seen.add(email.lower())
