@@ -140,7 +140,8 @@ class _Mocks(mocks.Mocks):
     def call(self, args: mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         self.run.invokes.append((args.token, dict(args.args)))
         results: dict[str, dict[str, Any]] = {
-            "aws:ssm/getParameter:getParameter": {"name": args.args.get("name"), "type": "String", "value": AMI_ID},
+            "aws:ssm/getParameter:getParameter": {
+                "name": args.args.get("name"), "type": "String", "value": AMI_ID, "insecureValue": AMI_ID},
             "aws:index/getRegion:getRegion": {"region": REGION, "name": REGION, "id": REGION},
             "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": ACCOUNT_ID, "id": ACCOUNT_ID},
             "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"},

@@ -1,5 +1,6 @@
 """High-throughput capacity: real instance data, the capacity plan, GPUs, Spot, warm pools, schedules."""
 
+import base64
 import gzip
 import importlib.util
 import json
@@ -96,9 +97,10 @@ def test_gpu_stack_uses_the_gpu_ami_and_reserves_gpus() -> None:
     run = run_stack("dev", overrides=GPU_STACK)
     assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["gpu"]}) in run.invokes
     assert AMI_PARAMETERS["gpu"] == "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
-    (template,) = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    template, _empty_spot = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     assert template["instanceType"] == "g5.2xlarge"
     assert template["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 150
+    assert "ECS_ENABLE_GPU_SUPPORT=true\n" in base64.b64decode(template["userData"]).decode()
     c = container(run)
     assert c["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
     assert c["linuxParameters"]["sharedMemorySize"] == 2048

@@ -5,6 +5,7 @@ protect the ALB, ...). A new setting is declared in `model.py` and handed to its
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 from infra.access_logs import AccessLogsArgs
 from infra.autoscaling import AutoscalingArgs
@@ -33,16 +34,25 @@ class StackArgs:
 
 
 def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
-    """The onDemand group, then the spot group when Spot types are set (names as in the capacity plan)."""
+    """The onDemand group, then the spot group (names as in the capacity plan).
+
+    The spot group and its capacity provider exist even with Spot off (empty: size 0, weight 0, the
+    On-Demand type as a placeholder), so turning Spot on or off never changes the cluster's providers: ECS
+    refuses to disassociate a provider while the service still uses it, and Pulumi would update the
+    association before the service (infra/cluster.py says why the order cannot be reversed).
+    """
+    credits: Literal["standard"] | None = None if s.is_prod else "standard"  # dev: no surprise bills for `unlimited` burstable credits
     on_demand = CapacityGroupArgs(
         name="onDemand", resource_suffix="instances", provider_suffix="", market="on-demand",
         instance_types=(s.instance_type,), min_size=s.instance_min_count, max_size=s.instance_max_count,
-        weight=s.on_demand_weight, base=s.on_demand_base_tasks, warm_pool_min_size=s.warm_pool_min_size)
+        weight=s.on_demand_weight, base=s.on_demand_base_tasks, warm_pool_min_size=s.warm_pool_min_size,
+        cpu_credits=credits)
     spot = CapacityGroupArgs(
         name="spot", resource_suffix="spot", provider_suffix="-spot", market="spot",
-        instance_types=s.spot_instance_types, min_size=s.spot_min_count, max_size=s.spot_max_count,
-        weight=s.spot_weight, base=0, warm_pool_min_size=0)
-    return (on_demand, spot) if s.spot else (on_demand,)
+        instance_types=s.spot_instance_types or (s.instance_type,), min_size=s.spot_min_count if s.spot else 0,
+        max_size=s.spot_max_count if s.spot else 0, weight=s.spot_weight if s.spot else 0, base=0,
+        warm_pool_min_size=0, cpu_credits=credits)
+    return (on_demand, spot)
 
 
 def component_args(s: Settings) -> StackArgs:
