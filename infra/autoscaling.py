@@ -44,7 +44,6 @@ class Autoscaling(pulumi.ComponentResource):
                  target_group_arn_suffix: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Autoscaling", name, None, opts)
         scaling = svc = args
-        child = pulumi.ResourceOptions(parent=self)
 
         self.target = aws.appautoscaling.Target(
             f"{name}-tasks",
@@ -58,10 +57,18 @@ class Autoscaling(pulumi.ComponentResource):
                                         if scaling.scheduled else None),
         )
 
+        # Application Auto Scaling answers concurrent writes to one scalable target with
+        # ConcurrentUpdateException (hashicorp/terraform-provider-aws#17915, open): each policy and scheduled
+        # action waits for the one before it.
+        previous: list[pulumi.Resource] = [self.target]
+
+        def after_previous(resource: aws.appautoscaling.Policy | aws.appautoscaling.ScheduledAction) -> None:
+            previous[:] = [resource]
+
         def tracking(suffix: str, metric: aws.appautoscaling.
                      PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs,
                      target_value: int) -> aws.appautoscaling.Policy:
-            return aws.appautoscaling.Policy(
+            policy = aws.appautoscaling.Policy(
                 f"{name}-{suffix}",
                 policy_type="TargetTrackingScaling",
                 service_namespace=self.target.service_namespace,
@@ -74,8 +81,10 @@ class Autoscaling(pulumi.ComponentResource):
                     scale_out_cooldown=scaling.scale_out_cooldown_seconds,
                     scale_in_cooldown=scaling.scale_in_cooldown_seconds,
                 ),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(previous)),
             )
+            after_previous(policy)
+            return policy
 
         metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
         self.request_count_policy = tracking("requests", metric(
@@ -85,8 +94,8 @@ class Autoscaling(pulumi.ComponentResource):
             scaling.requests_per_target_per_minute)
         self.cpu_policy = tracking("cpu", metric(predefined_metric_type="ECSServiceAverageCPUUtilization"),
                                    scaling.cpu_target_percent)
-        self.scheduled_actions = [
-            aws.appautoscaling.ScheduledAction(
+        def scheduled(suffix: str, schedule: str, low: int, high: int) -> aws.appautoscaling.ScheduledAction:
+            action = aws.appautoscaling.ScheduledAction(
                 f"{name}-{suffix}",
                 service_namespace=self.target.service_namespace,
                 scalable_dimension=self.target.scalable_dimension,
@@ -95,8 +104,13 @@ class Autoscaling(pulumi.ComponentResource):
                 timezone=scaling.schedule_timezone,
                 scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
                     min_capacity=low, max_capacity=high),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(previous)),
             )
+            after_previous(action)
+            return action
+
+        self.scheduled_actions = [
+            scheduled(suffix, schedule, low, high)
             for suffix, schedule, low, high in (
                 ("scale-to-zero", scaling.scale_to_zero_cron, 0, 0),
                 ("scale-up", scaling.scale_up_cron, svc.min_tasks, svc.max_tasks),

@@ -41,7 +41,8 @@ def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
     refuses to disassociate a provider while the service still uses it, and Pulumi would update the
     association before the service (infra/cluster.py says why the order cannot be reversed).
     """
-    credits: Literal["standard"] | None = None if s.is_prod else "standard"  # dev: no surprise bills for `unlimited` burstable credits
+    # dev: no surprise bills for `unlimited` burstable credits; prod keeps AWS's default.
+    credits: Literal["standard"] | None = None if s.is_prod else "standard"
     on_demand = CapacityGroupArgs(
         name="onDemand", resource_suffix="instances", provider_suffix="", market="on-demand",
         instance_types=(s.instance_type,), min_size=s.instance_min_count, max_size=s.instance_max_count,
