@@ -79,7 +79,7 @@ def test_instances_get_no_public_ip_and_the_instance_group(run: StackRun, kind: 
     assert template["iamInstanceProfile"]["arn"] == run.one("aws:iam/instanceProfile:InstanceProfile").state["arn"]
 
 
-@pytest.mark.parametrize(("stack", "stop_timeout", "warm_pool"), [("dev", "30s", False), ("prod", "60s", True)])
+@pytest.mark.parametrize(("stack", "stop_timeout", "warm_pool"), [("dev", "30s", False), ("prod", "40s", True)])
 def test_user_data_configures_the_ecs_agent(stack: str, stop_timeout: str, warm_pool: bool,
                                             request: pytest.FixtureRequest) -> None:
     run = request.getfixturevalue(stack)

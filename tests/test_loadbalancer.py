@@ -25,7 +25,7 @@ def test_alb_is_public_hardened_and_protected_in_prod(stack: str, protected: boo
     assert lb["idleTimeout"] == idle
 
 
-@pytest.mark.parametrize(("stack", "delay"), [("dev", 30), ("prod", 60)])
+@pytest.mark.parametrize(("stack", "delay"), [("dev", 30), ("prod", 45)])
 def test_target_group_is_ip_with_the_tuned_health_check(stack: str, delay: int,
                                                         request: pytest.FixtureRequest) -> None:
     tg = request.getfixturevalue(stack).one(TG)

@@ -92,7 +92,8 @@ def new_violations(run: StackRun) -> set[str]:
 
 CONFIG_FLIPS: list[tuple[dict[str, Any], set[str]]] = [
     ({"containerInsights": False}, {"ecs-container-insights"}),
-    ({"deregistrationDelaySeconds": 300}, {"target-group-deregistration-delay"}),
+    # Without tasks on Spot: validation refuses a drain longer than the Spot interruption notice.
+    ({"deregistrationDelaySeconds": 300, "spotWeight": 0}, {"target-group-deregistration-delay"}),
     ({"albAccessLogs": False}, {"alb-access-logs"}),
     ({"logKmsEncryption": False}, {"log-group-kms"}),
     ({"logRetentionDays": 30}, {"log-group-retention-one-year"}),

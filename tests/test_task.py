@@ -55,7 +55,7 @@ def test_container_serves_the_configured_port_with_a_health_check(run: StackRun)
     assert check["command"] == ["CMD-SHELL", "python -c \"import urllib.request; "
                                 "urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)\" || exit 1"]
     assert check["startPeriod"] == {"dev": 60, "prod": 120}[run.stack]
-    assert c["stopTimeout"] == {"dev": 30, "prod": 60}[run.stack]
+    assert c["stopTimeout"] == {"dev": 30, "prod": 40}[run.stack]
 
 
 def test_container_health_check_can_be_switched_off(dev_variant: StackRun) -> None:

@@ -54,6 +54,7 @@ def check_consistency(r: Errors, s: Settings) -> None:
     _check_schedules(r, s)
     _check_network(r, s)
     _check_image_build(r, s)
+    _check_spot_drain_time(r, s)
     if s.is_prod:
         _check_prod(r, s)
 
@@ -179,3 +180,22 @@ def _check_prod(r: Errors, s: Settings) -> None:
     if s.image_ref.reference == "latest":
         r.fail("image", "latest", f"must be a version tag or digest with {why}: its tags are immutable, "
                "so 'latest' could be pushed only once")
+
+
+# Spot gives two minutes' notice (EC2 User Guide, "Spot Instance interruption notices"). ECS then drains the
+# instance (ECS_ENABLE_SPOT_INSTANCE_DRAINING): the ALB deregisters each task for deregistrationDelaySeconds,
+# then the container gets SIGTERM and containerStopTimeoutSeconds before SIGKILL. Both must fit in the notice
+# with a margin for the notice to reach ECS and for ECS to start replacement tasks.
+SPOT_NOTICE_SECONDS = 120
+SPOT_DRAIN_MARGIN_SECONDS = 30
+
+
+def _check_spot_drain_time(r: Errors, s: Settings) -> None:
+    if not (s.spot and s.spot_weight):
+        return
+    budget = SPOT_NOTICE_SECONDS - SPOT_DRAIN_MARGIN_SECONDS
+    if s.deregistration_delay_seconds + s.container_stop_timeout_seconds > budget:
+        r.fail("deregistrationDelaySeconds", s.deregistration_delay_seconds,
+               f"plus containerStopTimeoutSeconds ({s.container_stop_timeout_seconds}) must be at most {budget} "
+               f"when tasks run on Spot (spotWeight {s.spot_weight}): the two-minute interruption notice less "
+               f"{SPOT_DRAIN_MARGIN_SECONDS} s for ECS to react, or in-flight requests are cut off")
