@@ -71,7 +71,10 @@ def component_args(s: Settings) -> StackArgs:
             # prod: tags cannot be overwritten, and the images a running prod depends on outlive the stack
             # (`pulumi destroy` still completes); dev's repository goes with its images.
             immutable_tags=prod, force_delete=not prod, retain_on_delete=prod,
-            keep_tagged_images=s.ecr_keep_tagged_images, untagged_expiry_days=s.ecr_untagged_expiry_days),
+            keep_tagged_images=s.ecr_keep_tagged_images, untagged_expiry_days=s.ecr_untagged_expiry_days,
+            # prod: release images are never expired inside the rollback window; dev stays aggressive.
+            release_tag_pattern=s.ecr_release_tag_pattern if prod else None,
+            keep_release_images=s.ecr_keep_release_images),
         logging=LoggingArgs(
             name_prefix=s.name_prefix, retention_days=s.log_retention_days, kms_encryption=s.log_kms_encryption,
             kms_deletion_window_days=30 if prod else 7),

@@ -114,6 +114,7 @@ def is_timezone(value: str) -> bool:
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)
 ECR_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+RELEASE_TAG_PATTERN = re.compile(r"^[A-Za-z0-9_*][A-Za-z0-9._*-]{0,127}$")
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 IMAGE_URI = re.compile(
     r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[a-f0-9]{64})$")
@@ -217,6 +218,13 @@ class _Registry(BaseModel):
                                         "most recent tagged images.")
     ecr_untagged_expiry_days: Int = Field(3, ge=1, le=365, description="The ECR lifecycle policy expires untagged "
                                           "images after this many days.")
+    ecr_release_tag_pattern: Annotated[str, checked(Check(
+        lambda v: bool(RELEASE_TAG_PATTERN.match(v)) and v.count("*") <= 4,
+        "must be an ECR tag pattern: tag characters and at most four * wildcards, e.g. v*"))] = Field(
+        "v*", description="Tags of releases. prod-like stacks keep the last ecrKeepReleaseImages images with such a "
+        "tag whatever else is pushed (the rollback window), and deploy only such tags.")
+    ecr_keep_release_images: Int = Field(100, ge=1, le=1000, description="Release images a prod-like stack's "
+                                         "lifecycle policy keeps: how many releases back a rollback can go.")
 
 
 class _Capacity(BaseModel):

@@ -3,6 +3,7 @@
 They run on a `Settings` whose every key already passed its own checks (infra/settings/model.py).
 """
 
+import fnmatch
 import json
 from typing import Any
 
@@ -55,6 +56,7 @@ def check_consistency(r: Errors, s: Settings) -> None:
     _check_network(r, s)
     _check_image_build(r, s)
     _check_spot_drain_time(r, s)
+    _check_release_tag(r, s)
     if s.is_prod:
         _check_prod(r, s)
 
@@ -199,3 +201,12 @@ def _check_spot_drain_time(r: Errors, s: Settings) -> None:
                f"plus containerStopTimeoutSeconds ({s.container_stop_timeout_seconds}) must be at most {budget} "
                f"when tasks run on Spot (spotWeight {s.spot_weight}): the two-minute interruption notice less "
                f"{SPOT_DRAIN_MARGIN_SECONDS} s for ECS to react, or in-flight requests are cut off")
+
+
+def _check_release_tag(r: Errors, s: Settings) -> None:
+    # prod's lifecycle policy protects release tags only; any other tag of its repository falls under "keep the
+    # last ecrKeepTaggedImages", which knows nothing of what the service runs.
+    tag = s.image_ref.reference
+    if s.is_prod and tag and not tag.startswith("sha256:") and not fnmatch.fnmatchcase(tag, s.ecr_release_tag_pattern):
+        r.fail("image", tag, f"must match ecrReleaseTagPattern ({s.ecr_release_tag_pattern}) with environmentClass "
+               "prod: the lifecycle policy keeps release tags for rollbacks and may expire any other tag")
