@@ -1,9 +1,11 @@
 """Load balancer: the ALB, the ip target group's health check, listeners and access logs."""
 
 import json
+import re
 
 import pytest
 
+from infra.access_logs import ELB_ACCOUNTS, bucket_policy
 from infra.loadbalancer import TLS_POLICY
 from tests.conftest import CERTIFICATE
 from tests.harness import ELB_ACCOUNT_ARN, StackRun
@@ -85,3 +87,43 @@ def test_prod_without_a_certificate_warns_that_it_serves_plain_http(prod: StackR
                                                                     dev: StackRun) -> None:
     assert any("environmentClass prod without certificateArn" in w for w in prod.warnings)
     assert not any("certificateArn" in w for w in prod_variant.warnings + dev.warnings)
+
+
+def test_prod_destroy_keeps_the_log_bucket_with_what_keeps_it_private_and_bounded(prod: StackRun) -> None:
+    bucket = prod.one("aws:s3/bucket:Bucket")
+    children = [r for r in prod.resources if r.parent == bucket.parent and r.type.startswith("aws:s3/")]
+    assert {r.type.split(":")[-1] for r in children} == {
+        "Bucket", "BucketPublicAccessBlock", "BucketOwnershipControls", "BucketServerSideEncryptionConfiguration",
+        "BucketLifecycleConfiguration", "BucketPolicy"}
+    assert all(r.retain_on_delete for r in children)
+    assert prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"][0][
+        "expiration"] == {"days": 365}
+
+
+def test_access_logs_need_no_elb_account_lookup(prod: StackRun) -> None:
+    """aws.elb.get_service_account fails in regions opened after August 2022 and stopped the whole program."""
+    assert not [token for token, _ in prod.invokes if token.startswith("aws:elb/")]
+
+
+@pytest.mark.parametrize(("region", "partition", "elb_account"), [
+    ("us-east-1", "aws", "arn:aws:iam::127311923021:root"),
+    ("us-gov-west-1", "aws-us-gov", "arn:aws-us-gov:iam::048591011584:root"),
+    ("ap-south-2", "aws", None),  # Hyderabad, opened November 2022: the log-delivery service only
+    ("eu-central-2", "aws", None),
+])
+def test_bucket_policy_uses_the_elb_account_only_where_the_region_has_one(region: str, partition: str,
+                                                                         elb_account: str | None) -> None:
+    statements = json.loads(bucket_policy("arn:aws:s3:::logs", partition, region, "123456789012"))["Statement"]
+    writers = [st["Principal"] for st in statements if st["Effect"] == "Allow"]
+    service = {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+    assert writers == ([{"AWS": elb_account}, service] if elb_account else [service])
+
+
+def test_elb_account_table_has_the_pre_august_2022_regions_only() -> None:
+    assert len(ELB_ACCOUNTS) == 26
+    assert all(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region) for region in ELB_ACCOUNTS)
+    assert all(re.fullmatch(r"\d{12}", account) for account in ELB_ACCOUNTS.values())
+    assert len(set(ELB_ACCOUNTS.values())) == len(ELB_ACCOUNTS)
+    newer = ("ap-south-2", "ap-southeast-4", "ap-southeast-5", "eu-south-2", "eu-central-2", "me-central-1",
+             "il-central-1", "ca-west-1", "mx-central-1")
+    assert not set(newer) & set(ELB_ACCOUNTS)

@@ -117,6 +117,8 @@ def test_log_group_retention_and_encryption(stack: str, days: int, kms: bool, re
     assert group["retentionInDays"] == days
     assert group["namePrefix"] == f"/ecs/model-serving-{stack}/"
     keys = run.of_type("aws:kms/key:Key")
+    # prod's logs (and the key that decrypts them) outlive `pulumi destroy`, like its images and access logs.
+    assert [r.retain_on_delete for r in (group, *keys)] == [stack == "prod"] * (1 + len(keys))
     if kms:
         (key,) = keys
         assert group["kmsKeyId"] == key.state["arn"]

@@ -77,7 +77,8 @@ def component_args(s: Settings) -> StackArgs:
             keep_release_images=s.ecr_keep_release_images),
         logging=LoggingArgs(
             name_prefix=s.name_prefix, retention_days=s.log_retention_days, kms_encryption=s.log_kms_encryption,
-            kms_deletion_window_days=30 if prod else 7),
+            kms_deletion_window_days=30 if prod else 7,
+            retain_on_delete=prod),  # prod's logs and their key outlive the stack, like its images
         cluster=ClusterArgs(
             name_prefix=s.name_prefix, tags=s.tags, container_insights=s.container_insights, instance=s.instance,
             root_volume_gib=s.instance_root_volume_gib, stop_timeout_seconds=s.container_stop_timeout_seconds,
