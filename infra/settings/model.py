@@ -349,9 +349,8 @@ class _LoadBalancer(BaseModel):
         = Field("", description="ACM certificate ARN. When set, HTTP redirects (301) to an HTTPS listener.")
     alb_idle_timeout_seconds: Int = Field(60, ge=1, le=4000, description="ALB idle timeout; must exceed the "
                                           "slowest inference request.")
-    alb_access_logs: Bool = Field(False, description="Write ALB access logs to an S3 bucket the stack creates. "
-                                  "Needs a region opened before August 2022 (pulumi-aws knows the ELB log account "
-                                  "of those only).")
+    alb_access_logs: Bool = Field(False, description="Write ALB access logs to an S3 bucket the stack creates "
+                                  "(any region: newer ones deliver through the log-delivery service).")
     health_check_path: Annotated[str, checked(Check(
         lambda v: bool(HTTP_PATH.match(v)), "must be an HTTP path starting with / (at most 1024 characters)"))] \
         = Field("/health", description="HTTP path of the ALB and container health checks.")
