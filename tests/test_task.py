@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IMAGE_DIGEST, IMAGE_URI, TASK_POLICY
-from tests.harness import REGION, StackRun, run_stack
+from tests.harness import ACCOUNT_ID, REGION, StackRun, run_stack
 
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
 
@@ -99,8 +99,11 @@ def test_execution_and_task_roles_are_separate_and_scoped(run: StackRun) -> None
     assert task["taskRoleArn"] == task_role.state["arn"]
     assert task["executionRoleArn"] != task["taskRoleArn"]
     for r in (execution, task_role):
-        principal = json.loads(r["assumeRolePolicy"])["Statement"][0]["Principal"]
-        assert principal == {"Service": "ecs-tasks.amazonaws.com"}
+        (trust,) = json.loads(r["assumeRolePolicy"])["Statement"]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        # Confused deputy: only this account's ECS, in this region, may assume the role for a task.
+        assert trust["Condition"] == {"ArnLike": {"aws:SourceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT_ID}:*"},
+                                      "StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}
     assert attached(run, execution.state["name"]) == {
         "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}
     assert attached(run, task_role.state["name"]) == set()
