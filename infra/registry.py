@@ -62,6 +62,10 @@ class Registry(pulumi.ComponentResource):
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Registry", name, None, opts)
 
+        # Scanning stays on the repository (basic scan on push). AWS deprecates the repository-level setting in
+        # favour of the registry-level scanning configuration, but that is one per account and region: dev and
+        # prod stacks in one account would overwrite each other's, and a destroy would reset the account's. The
+        # account owner sets it (basic or Inspector enhanced, README "Image scanning"); once set, it overrides this.
         self.repository = aws.ecr.Repository(
             f"{name}-repo",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
