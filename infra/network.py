@@ -7,6 +7,7 @@ mixes the two styles (they overwrite each other).
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -31,8 +32,13 @@ class NetworkArgs:
     container_port: int
 
 
+def route_table_ids(tables: Sequence[aws.ec2.RouteTable]) -> Any:  # an Output of the ids
+    return pulumi.Output.all(*[table.id for table in tables])
+
+
 class Network(pulumi.ComponentResource):
     vpc: awsx.ec2.Vpc | None
+    s3_endpoint: aws.ec2.VpcEndpoint | None  # only in a VPC the stack creates
     vpc_id: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[Sequence[str]]
     private_subnet_ids: pulumi.Output[Sequence[str]]
@@ -49,6 +55,7 @@ class Network(pulumi.ComponentResource):
 
         if net.existing_vpc_id:
             self.vpc = None
+            self.s3_endpoint = None
             self.vpc_id = pulumi.Output.from_input(net.existing_vpc_id)
             self.public_subnet_ids = pulumi.Output.from_input(list(net.existing_public_subnet_ids))
             self.private_subnet_ids = pulumi.Output.from_input(list(net.existing_private_subnet_ids))
@@ -71,6 +78,19 @@ class Network(pulumi.ComponentResource):
             self.vpc_id = self.vpc.vpc_id
             self.public_subnet_ids = self.vpc.public_subnet_ids
             self.private_subnet_ids = self.vpc.private_subnet_ids
+            # Image layers come from S3: through a gateway endpoint (free) instead of the NAT gateway, which
+            # bills every GB of multi-GB model images. An existing VPC keeps its own routing (it may already
+            # have one; a second S3 endpoint on the same route tables is refused).
+            region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+            self.s3_endpoint = aws.ec2.VpcEndpoint(
+                f"{name}-s3",
+                vpc_id=self.vpc_id,
+                service_name=pulumi.Output.concat("com.amazonaws.", region, ".s3"),
+                vpc_endpoint_type="Gateway",
+                route_table_ids=self.vpc.route_tables.apply(route_table_ids),
+                tags={"Name": f"{net.name_prefix}-s3"},
+                opts=child,
+            )
 
         def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
             return aws.ec2.SecurityGroup(f"{name}-{suffix}", description=description, vpc_id=self.vpc_id,

@@ -36,6 +36,7 @@ REGION = "us-east-1"
 AMI_ID = "ami-0123456789abcdef0"
 ELB_ACCOUNT_ARN = "arn:aws:iam::127311923021:root"
 ECR_PASSWORD = "mock-ecr-password"
+VPC_ROUTE_TABLES = [f"rtb-0{i:016d}" for i in range(12)]
 
 
 def image_digest(name: str) -> str:
@@ -135,6 +136,10 @@ class _Mocks(mocks.Mocks):
             "vpcId": "vpc-0123456789abcdef0",
             "publicSubnetIds": [f"subnet-0public{i:010d}" for i in range(zones)],
             "privateSubnetIds": [f"subnet-0privat{i:010d}" for i in range(zones)],
+            # awsx outputs its route tables as resource references (one per subnet).
+            "routeTables": [{rpc._special_sig_key: rpc._special_resource_sig, "id": route_table_id,
+                             "urn": f"urn:pulumi:mock::{PROJECT}::aws:ec2/routeTable:RouteTable::{route_table_id}"}
+                            for route_table_id in VPC_ROUTE_TABLES[:2 * zones]],
         }
 
     def call(self, args: mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
@@ -176,8 +181,14 @@ class _RecordingMonitor(mocks.MockMonitor):
             resource_id=request.importId, custom=request.custom or False))
         with self.lock:
             self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+            recorded = state
+            if request.type == "awsx:ec2:Vpc":
+                for ref in state["routeTables"]:  # resolvable when the program reads them (a `get` by URN)
+                    self.resources[ref["urn"]] = mocks.MockMonitor.ResourceRegistration(ref["urn"], ref["id"], {})
+                # Recorded as URNs, as an analyzer (the policy pack) sees resource references.
+                recorded = {**state, "routeTables": [ref["urn"] for ref in state["routeTables"]]}
             self.run.resources.append(Registered(
-                type=request.type, name=request.name, urn=urn, inputs=inputs, state=state, parent=request.parent,
+                type=request.type, name=request.name, urn=urn, inputs=inputs, state=recorded, parent=request.parent,
                 dependencies=list(request.dependencies),
                 property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
                 provider=request.provider, protect=bool(request.protect), retain_on_delete=request.retainOnDelete,
