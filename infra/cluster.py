@@ -235,8 +235,9 @@ class Cluster(pulumi.ComponentResource):
                 launch_template_specification=aws.autoscaling.
                 GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
                     launch_template_id=launch_template.id, version=version),
+                # Sorted: price-capacity-optimized ignores the order, so reordering the setting changes nothing.
                 overrides=[aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
-                           for t in spec.instance_types]),
+                           for t in sorted(spec.instance_types)]),
         ) if spot else None
         # Without max_group_prepared_capacity the pool holds max size minus desired (prod: four, not one); with
         # it equal to min_size the pool has exactly that size (PutWarmPool). Instances scaled in go back to the
@@ -251,7 +252,8 @@ class Cluster(pulumi.ComponentResource):
         # replaces every instance, warm-pool ones included. It launches each replacement before terminating
         # (min 100%, max 200% healthy), replaces instances ECS protects because they run tasks (`Refresh`), and
         # ECS managed draining moves their tasks off first, starting replacements before stopping the old
-        # tasks (the service's minimum healthy percent). Instances already on the new version are skipped.
+        # tasks (the service's minimum healthy percent). Instances already on the new version, of a type still
+        # listed, are skipped: adding a Spot type replaces nothing, removing one replaces only its instances.
         instance_refresh = aws.autoscaling.GroupInstanceRefreshArgs(
             strategy="Rolling",
             preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(

@@ -5,6 +5,7 @@ ALB's group. Every rule is a standalone resource with a description, never an in
 mixes the two styles (they overwrite each other).
 """
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,11 @@ class NetworkArgs:
     ingress_cidrs: tuple[str, ...]
     listener_ports: tuple[int, ...]  # the load balancer's listeners, open to ingress_cidrs
     container_port: int
+
+
+def ingress_rule_name(name: str, port: int, cidr: str) -> str:
+    """Keyed by content, `<name>-alb-in-443-203.0.113.0_24` (the CIDR as ipaddress writes it)."""
+    return f"{name}-alb-in-{port}-{str(ipaddress.IPv4Network(cidr)).replace('/', '_')}"
 
 
 def route_table_ids(tables: Sequence[aws.ec2.RouteTable]) -> Any:  # an Output of the ids
@@ -101,13 +107,17 @@ class Network(pulumi.ComponentResource):
         self.instance_security_group = group("instances", "ECS container instances: no inbound, HTTPS out")
 
         port = net.container_port
+        # One rule per listener port and CIDR, named by both: adding, removing or reordering a CIDR creates or
+        # deletes only its own rules. Earlier versions named them by list position; the alias adopts such a
+        # rule under its new name on the first `pulumi up`, so the upgrade replaces nothing.
         self.ingress_rules = [
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-alb-in-{listener_port}-{index}",
+                ingress_rule_name(name, listener_port, cidr),
                 security_group_id=self.alb_security_group.id,
                 description=f"Clients to the load balancer on {listener_port} from {cidr}",
                 ip_protocol="tcp", from_port=listener_port, to_port=listener_port, cidr_ipv4=cidr,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, aliases=[
+                    pulumi.Alias(name=f"{name}-alb-in-{listener_port}-{index}")]),
             )
             for listener_port in net.listener_ports
             for index, cidr in enumerate(net.ingress_cidrs)

@@ -60,6 +60,7 @@ class Registered:
     delete_before_replace: bool
     ignore_changes: list[str]
     remote: bool
+    aliases: list[str] = field(default_factory=list)  # the names of the alias specs (earlier logical names)
 
     def __getitem__(self, key: str) -> Any:
         return self.inputs[key]
@@ -193,7 +194,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                 property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
                 provider=request.provider, protect=bool(request.protect), retain_on_delete=request.retainOnDelete,
                 delete_before_replace=request.deleteBeforeReplace, ignore_changes=list(request.ignoreChanges),
-                remote=request.remote))
+                remote=request.remote, aliases=[alias.spec.name for alias in request.aliases]))
         obj = _sync_await(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 

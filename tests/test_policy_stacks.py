@@ -206,7 +206,7 @@ def open_tasks_to_the_world(run: StackRun) -> None:
 
 
 def alb_open_on_ssh(run: StackRun) -> None:
-    edit(run, INGRESS, lambda p: p.update(fromPort=22.0, toPort=22.0), "model-serving-prod-alb-in-80-0")
+    edit(run, INGRESS, lambda p: p.update(fromPort=22.0, toPort=22.0), "model-serving-prod-alb-in-80-0.0.0.0_0")
 
 
 def scale_to_zero_at_night(run: StackRun) -> None:

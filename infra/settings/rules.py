@@ -4,6 +4,7 @@ They run on a `Settings` whose every key already passed its own checks (infra/se
 """
 
 import fnmatch
+import ipaddress
 import json
 from typing import Any
 
@@ -57,6 +58,7 @@ def check_consistency(r: Errors, s: Settings) -> None:
     _check_image_build(r, s)
     _check_spot_drain_time(r, s)
     _check_release_tag(r, s)
+    _check_repeated_entries(r, s)
     if s.is_prod:
         _check_prod(r, s)
 
@@ -210,3 +212,16 @@ def _check_release_tag(r: Errors, s: Settings) -> None:
     if s.is_prod and tag and not tag.startswith("sha256:") and not fnmatch.fnmatchcase(tag, s.ecr_release_tag_pattern):
         r.fail("image", tag, f"must match ecrReleaseTagPattern ({s.ecr_release_tag_pattern}) with environmentClass "
                "prod: the lifecycle policy keeps release tags for rollbacks and may expire any other tag")
+
+
+def _check_repeated_entries(r: Errors, s: Settings) -> None:
+    # Repeated resources are named by their entry (infra/network.py): a repeated entry would be one name twice.
+    seen: set[ipaddress.IPv4Network] = set()
+    for cidr in s.ingress_cidrs:
+        network = ipaddress.IPv4Network(cidr)
+        if network in seen:
+            r.fail("ingressCidrs", list(s.ingress_cidrs), f"must not list {network} twice")
+        seen.add(network)
+    repeated = sorted({name for name in s.spot_instance_types if s.spot_instance_types.count(name) > 1})
+    if repeated:
+        r.fail("spotInstanceTypes", list(s.spot_instance_types), f"must not list {', '.join(repeated)} twice")
