@@ -192,10 +192,11 @@ class Cluster(pulumi.ComponentResource):
         args, suffix, name = self.args, spec.resource_suffix, f"{self.name}-{spec.resource_suffix}"
         spot = spec.market == "spot"
         child = pulumi.ResourceOptions(parent=self)
-        # `value` is a secret output, so a new AMI would show in a preview only as "[secret]" changed;
-        # `insecure_value` is the same public String parameter, shown in the diff.
-        ami_id = aws.ssm.get_parameter_output(name=ami_parameter(args.instance),
-                                              opts=pulumi.InvokeOutputOptions(parent=self)).insecure_value
+        # The provider returns `value` as a secret, which makes the whole result secret: a new AMI would show in a
+        # preview only as "[secret]" changed. `insecure_value` is the same public String parameter, meant to be
+        # shown; unsecret it so the diff names the old and the new AMI.
+        ami_id = pulumi.Output.unsecret(aws.ssm.get_parameter_output(
+            name=ami_parameter(args.instance), opts=pulumi.InvokeOutputOptions(parent=self)).insecure_value)
         launch_template = aws.ec2.LaunchTemplate(
             name,
             description=f"ECS container instances ({'Spot' if spot else 'On-Demand'}) of {args.name_prefix}",

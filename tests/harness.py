@@ -147,7 +147,9 @@ class _Mocks(mocks.Mocks):
         self.run.invokes.append((args.token, dict(args.args)))
         results: dict[str, dict[str, Any]] = {
             "aws:ssm/getParameter:getParameter": {
-                "name": args.args.get("name"), "type": "String", "value": AMI_ID, "insecureValue": AMI_ID},
+                "name": args.args.get("name"), "type": "String", "insecureValue": AMI_ID,
+                # The provider marks `value` secret whatever the parameter's type: a diff shows only [secret].
+                "value": rpc.wrap_rpc_secret(AMI_ID)},
             "aws:index/getRegion:getRegion": {"region": REGION, "name": REGION, "id": REGION},
             "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": ACCOUNT_ID, "id": ACCOUNT_ID},
             "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"},
