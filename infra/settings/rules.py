@@ -225,3 +225,9 @@ def _check_repeated_entries(r: Errors, s: Settings) -> None:
     repeated = sorted({name for name in s.spot_instance_types if s.spot_instance_types.count(name) > 1})
     if repeated:
         r.fail("spotInstanceTypes", list(s.spot_instance_types), f"must not list {', '.join(repeated)} twice")
+    # Role policy attachments are named by the policy's name (infra/iam.py).
+    names = [arn.rsplit("/", 1)[-1] for arn in s.task_role_policy_arns]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        r.fail("taskRolePolicyArns", list(s.task_role_policy_arns),
+               f"must not list two policies named {', '.join(repeated)}")
