@@ -16,7 +16,7 @@ from infra.network import Network
 from infra.registry import Registry
 from infra.service import Service
 from infra.settings import load_settings
-from infra.settings.args import component_args
+from infra.settings.args import component_args, provider_args
 from infra.task import Task
 
 settings = load_settings()
@@ -26,9 +26,9 @@ if settings.is_prod and not settings.certificate_arn:
     pulumi.log.warn("environmentClass prod without certificateArn: the load balancer serves plain HTTP. "
                     "Set certificateArn to serve HTTPS and redirect HTTP to it.")
 
-# Default tags reach every taggable resource, so cost and ownership reports need no per-resource tags.
-provider = aws.Provider("aws", region=aws.config.region,
-                        default_tags=aws.ProviderDefaultTagsArgs(tags=settings.tags))
+# Default tags reach every taggable resource, so cost and ownership reports need no per-resource tags. An
+# explicit provider reads no `aws:` config itself: provider_args hands it every one the stack file sets.
+provider = aws.Provider("aws", **provider_args(settings))
 opts = pulumi.ResourceOptions(providers={"aws": provider})
 
 network = Network(name, args.network, opts=opts)

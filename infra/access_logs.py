@@ -1,10 +1,10 @@
 """Access logs: the private S3 bucket the ALB writes its access logs to.
 
 ALB log delivery supports only SSE-S3 encryption. Regions opened before August 2022 deliver as a regional ELB
-account (ELB_ACCOUNTS); newer ones have none and deliver as the `logdelivery.elasticloadbalancing.amazonaws.com`
-service (Elastic Load Balancing User Guide, "Enable access logs"). The policy always allows the service and,
-where the region has one, its ELB account. The table replaces `aws.elb.get_service_account`, which fails in the
-newer regions and stopped the whole program there.
+account; newer ones have none and deliver as the `logdelivery.elasticloadbalancing.amazonaws.com` service
+(Elastic Load Balancing User Guide, "Enable access logs"). The policy always allows the service and, where
+the region has one, its ELB account (`AccessLogsArgs.elb_account_arn`, from infra/regions.json), so access logs
+work in every region; `aws.elb.get_service_account`, used before, fails in the newer ones.
 
 With `retain_on_delete` the bucket outlives the stack together with what keeps it private and bounded: its
 public-access block, ownership, encryption, expiry and policy are retained too, not deleted around it.
@@ -20,36 +20,20 @@ import pulumi_aws as aws
 @dataclass(frozen=True)
 class AccessLogsArgs:
     force_destroy: bool  # delete the bucket with its logs
-    retain_on_delete: bool  # leave the bucket in AWS when the stack is destroyed
+    retain_on_delete: bool  # leave the bucket and its settings in AWS when the stack is destroyed
     expiration_days: int
+    elb_account_arn: str | None = None  # the region's ELB account; None: the log-delivery service only
 
 PREFIX = "alb"
 LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
-# The ELB accounts of the regions available before August 2022 (Elastic Load Balancing User Guide, "Enable
-# access logs for your Application Load Balancer"). AWS adds no entries: regions opened since use the service
-# principal, so the table is complete as it stands; tests/test_loadbalancer.py checks its shape.
-ELB_ACCOUNTS = {
-    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
-    "us-west-2": "797873946194", "af-south-1": "098369216593", "ap-east-1": "754344448648",
-    "ap-southeast-3": "589379963580", "ap-south-1": "718504428378", "ap-northeast-3": "383597477331",
-    "ap-northeast-2": "600734575887", "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
-    "ap-northeast-1": "582318560864", "ca-central-1": "985666609251", "eu-central-1": "054676820928",
-    "eu-west-1": "156460612806", "eu-west-2": "652711504416", "eu-south-1": "635631232127",
-    "eu-west-3": "009996457667", "eu-north-1": "897822967062", "me-south-1": "076674570225",
-    "sa-east-1": "507241528517", "us-gov-west-1": "048591011584", "us-gov-east-1": "190560391635",
-    "cn-north-1": "638102146993", "cn-northwest-1": "037604701340",
-}
 
-
-def bucket_policy(bucket_arn: str, partition: str, region: str, account_id: str) -> str:
+def bucket_policy(bucket_arn: str, elb_account_arn: str | None, account_id: str) -> str:
     log_objects = f"{bucket_arn}/{PREFIX}/AWSLogs/{account_id}/*"
-    elb_account = ELB_ACCOUNTS.get(region)
     elb_account_statement = [
-        {"Sid": "ElbAccountDelivery", "Effect": "Allow",
-         "Principal": {"AWS": f"arn:{partition}:iam::{elb_account}:root"},
+        {"Sid": "ElbAccountDelivery", "Effect": "Allow", "Principal": {"AWS": elb_account_arn},
          "Action": "s3:PutObject", "Resource": log_objects},
-    ] if elb_account else []
+    ] if elb_account_arn else []
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
@@ -103,9 +87,7 @@ class AccessLogs(pulumi.ComponentResource):
             opts=child)
         self.policy = aws.s3.BucketPolicy(
             f"{name}-policy", bucket=self.bucket.id,
-            policy=pulumi.Output.all(
-                self.bucket.arn, aws.get_partition_output(opts=invoke).partition,
-                aws.get_region_output(opts=invoke).region, aws.get_caller_identity_output(opts=invoke).account_id,
-            ).apply(lambda args: bucket_policy(*args)),
+            policy=pulumi.Output.all(self.bucket.arn, aws.get_caller_identity_output(opts=invoke).account_id).apply(
+                lambda values: bucket_policy(values[0], args.elb_account_arn, values[1])),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.public_access_block])))
         self.register_outputs({"bucketName": self.bucket.id})

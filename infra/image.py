@@ -1,7 +1,8 @@
 """Image: builds the reference model server in app/ and pushes it to the stack's ECR repository.
 
 Used when `imageBuild` is true (dev's default). The docker-build provider (BuildKit through `docker buildx`)
-builds app/Dockerfile for linux/amd64, the architecture of every instance type in infra/instance_types.py,
+builds app/Dockerfile for the instances' architecture (linux/amd64, or linux/arm64 on Graviton: a cross-build
+needs QEMU binfmt on the build host, e.g. `docker run --privileged --rm tonistiigi/binfmt --install arm64`)
 and pushes it under the `image` tag, logged in with a short-lived ECR token. The task runs the pushed image
 by digest (`<repository>@sha256:...`), so a build that changes the image changes the task definition and
 ECS rolls out a new revision; an unchanged build context is not rebuilt.
@@ -22,12 +23,12 @@ import pulumi_docker_build as docker_build
 @dataclass(frozen=True)
 class ImageArgs:
     tag: str  # the tag the build is pushed under
+    platform: str = "linux/amd64"  # the instances' architecture (linux/arm64 on Graviton)
 
 # Relative to the project directory, where Pulumi runs the program: the same path on every machine, so the
 # inputs (and the diff) do not change with the checkout's location.
 BUILD_CONTEXT = "app"
 DOCKERFILE = f"{BUILD_CONTEXT}/Dockerfile"
-PLATFORM = docker_build.Platform.LINUX_AMD64
 
 
 def registry_address(repository_url: str) -> str:
@@ -50,7 +51,7 @@ class Image(pulumi.ComponentResource):
             f"{name}-image",
             context=docker_build.BuildContextArgs(location=BUILD_CONTEXT),
             dockerfile=docker_build.DockerfileArgs(location=DOCKERFILE),
-            platforms=[PLATFORM],
+            platforms=[docker_build.Platform(args.platform)],
             tags=[repository.repository_url.apply(lambda url: f"{url}:{tag}")],
             push=True,
             build_on_preview=False,

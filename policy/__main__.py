@@ -2,20 +2,15 @@
 
 Never import this module: `PolicyPack(...)` starts a gRPC server and sleeps forever. Tests import
 `policy.rules` instead.
+
+The CLI's Python host runs this file with `runpy.run_path(<pack directory>)`, which puts the pack's own
+directory first on sys.path and nothing else: a checkout and a published copy (installed into a directory
+named after the pack, without the repository around it) load the same way. So `rules` is imported as a
+top-level package, and `rules/` imports only its own modules (relatively), pulumi and pulumi-policy.
 """
 
-import sys
-from pathlib import Path
-
-# The CLI runs this file with policy/ as the script directory; the rules import `policy.rules` and the
-# project's `infra.instance_types`, so the repository root must be importable.
-ROOT = str(Path(__file__).resolve().parent.parent)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from pulumi_policy import PolicyPack  # noqa: E402
-
-from policy.rules import DEFAULT_ENFORCEMENT, PACK_NAME, POLICIES  # noqa: E402
+from pulumi_policy import PolicyPack
+from rules import DEFAULT_ENFORCEMENT, PACK_NAME, POLICIES  # type: ignore[import-not-found]
 
 PolicyPack(
     name=PACK_NAME,

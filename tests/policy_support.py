@@ -8,15 +8,22 @@ engine delivers them, so a rule that treats a property as a plain dict or list f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+import select
+import subprocess
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -30,7 +37,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from policy.rules import BY_NAME, DEFAULT_ENFORCEMENT, POLICIES
+from policy.rules import BY_NAME, DEFAULT_ENFORCEMENT, PACK_NAME, POLICIES
 from tests.harness import PROJECT, PROJECT_DIR, Registered, StackRun, run_stack
 
 POLICY_DIR = PROJECT_DIR / "policy"
@@ -206,3 +213,77 @@ def edit_containers(run: StackRun, change: Callable[[dict[str, Any]], None]) -> 
 
 def config_path(stack: str) -> Path:
     return POLICY_DIR / f"config.{stack}.json"
+
+
+# --- the pack served over gRPC, the way the CLI runs it ------------------------------------------------------
+
+LEVELS = {EnforcementLevel.ADVISORY: analyzer_pb2.ADVISORY, EnforcementLevel.MANDATORY: analyzer_pb2.MANDATORY,
+          EnforcementLevel.DISABLED: analyzer_pb2.DISABLED, EnforcementLevel.REMEDIATE: analyzer_pb2.REMEDIATE}
+PORT_TIMEOUT_SECONDS = 30
+
+
+@contextlib.contextmanager
+def served_pack(python: str | Path, pack_dir: Path, workdir: Path) -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+    """The CLI's Python host, `python -m pulumi.policy <engine address> <pack dir>`, started from `workdir`
+    without PYTHONPATH; yields a client of the port the pack prints."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    server = subprocess.Popen([str(python), "-u", "-m", "pulumi.policy", "127.0.0.1:0", str(pack_dir)],
+                              cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], PORT_TIMEOUT_SECONDS)
+        port = server.stdout.readline().strip() if ready else ""
+        if not port.isdigit():
+            server.kill()
+            raise AssertionError(f"the pack did not start: {port!r} {server.communicate()[1]}")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield analyzer_pb2_grpc.AnalyzerStub(channel)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def assert_serves_every_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
+    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty())
+    assert info.name == PACK_NAME
+    assert {p.name for p in info.policies} == set(BY_NAME)
+    assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
+    assert all("Sources: " in p.description for p in info.policies)
+
+
+def _struct(values: Mapping[str, object]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(values)
+    return struct
+
+
+def _grpc_options(resource: Registered) -> analyzer_pb2.AnalyzerResourceOptions:
+    return analyzer_pb2.AnalyzerResourceOptions(protect=resource.protect, ignoreChanges=resource.ignore_changes,
+                                                parent=resource.parent)
+
+
+def assert_serves_what_the_tests_evaluate(analyzer: analyzer_pb2_grpc.AnalyzerStub,
+                                          resources: Sequence[Registered], stack: str = "dev") -> set[Any]:
+    """Under the stack's config, the server's diagnostics equal the in-process evaluation, level for level;
+    returns them."""
+    levels = enforcement_levels(load_config(stack))
+    analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={
+        name: analyzer_pb2.PolicyConfig(enforcementLevel=LEVELS[level]) for name, level in levels.items()}))
+    served: set[tuple[str, str, str, int]] = set()
+    for r in resources:
+        response = analyzer.Analyze(analyzer_pb2.AnalyzeRequest(
+            type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name, options=_grpc_options(r)))
+        served |= {(d.policyName, d.urn or r.urn, d.message.split("\n", 1)[1], d.enforcementLevel)
+                   for d in response.diagnostics}
+    stack_response = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
+        analyzer_pb2.AnalyzerResource(
+            type=r.type, properties=_struct(r.state), urn=r.urn, name=r.name, options=_grpc_options(r),
+            parent=r.parent, dependencies=r.dependencies, propertyDependencies={
+                key: analyzer_pb2.AnalyzerPropertyDependencies(urns=urns)
+                for key, urns in r.property_dependencies.items()})
+        for r in resources]))
+    served |= {(d.policyName, d.urn, d.message.split("\n", 1)[1], d.enforcementLevel)
+               for d in stack_response.diagnostics}
+    evaluated = {(v.policy, v.urn, v.message, LEVELS[v.level]) for v in evaluate(resources, levels=levels)}
+    assert served == evaluated
+    return served

@@ -19,7 +19,7 @@ from tools.instance_types import describe
 
 GPU_STACK = {"instanceType": "g5.2xlarge", "instanceRootVolumeGiB": 150, "gpusPerTask": 1, "sharedMemoryMiB": 2048,
              "taskCpu": 4096, "taskMemoryMiB": 16384, "spotInstanceTypes": [], "spotMaxCount": 0,
-             "onDemandWeight": 1, "spotWeight": 0, "instanceMaxCount": 2}
+             "onDemandWeight": 1, "spotWeight": 0, "instanceMaxCount": 4}  # 4: room for a deployment at 200%
 
 
 def container(run: StackRun) -> dict[str, Any]:
@@ -87,8 +87,9 @@ def test_capacity_plans_are_stack_outputs(dev: StackRun, prod: StackRun) -> None
 
 
 def test_spot_plan_uses_the_type_that_holds_the_fewest_tasks() -> None:
+    # spotMaxCount 14: a deployment at 200% runs 14 of its 20 tasks on Spot, one per c6i.large.
     run = run_stack("prod", overrides={"spotInstanceTypes": ["c6i.2xlarge", "c6i.large"], "taskCpu": 1024,
-                                       "taskMemoryMiB": 2048})
+                                       "taskMemoryMiB": 2048, "spotMaxCount": 14})
     spot = run.outputs["capacityPlan"]["spot"]
     assert (spot["instanceType"], spot["tasksPerInstance"], spot["bindingLimit"]) == ("c6i.large", 1, "cpu, memory")
 

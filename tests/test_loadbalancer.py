@@ -1,14 +1,15 @@
 """Load balancer: the ALB, the ip target group's health check, listeners and access logs."""
 
 import json
-import re
 
 import pytest
 
-from infra.access_logs import ELB_ACCOUNTS, bucket_policy
+from infra.access_logs import bucket_policy
 from infra.loadbalancer import TLS_POLICY
+from infra.settings.args import elb_account_arn
 from tests.conftest import CERTIFICATE
 from tests.harness import ELB_ACCOUNT_ARN, StackRun
+from tests.test_settings import args_of
 
 LB = "aws:lb/loadBalancer:LoadBalancer"
 TG = "aws:lb/targetGroup:TargetGroup"
@@ -105,25 +106,21 @@ def test_access_logs_need_no_elb_account_lookup(prod: StackRun) -> None:
     assert not [token for token, _ in prod.invokes if token.startswith("aws:elb/")]
 
 
-@pytest.mark.parametrize(("region", "partition", "elb_account"), [
-    ("us-east-1", "aws", "arn:aws:iam::127311923021:root"),
-    ("us-gov-west-1", "aws-us-gov", "arn:aws-us-gov:iam::048591011584:root"),
-    ("ap-south-2", "aws", None),  # Hyderabad, opened November 2022: the log-delivery service only
-    ("eu-central-2", "aws", None),
+@pytest.mark.parametrize(("region", "elb_account"), [
+    ("us-east-1", "arn:aws:iam::127311923021:root"),
+    ("us-gov-west-1", "arn:aws-us-gov:iam::048591011584:root"),
+    ("ap-south-2", None),  # Hyderabad, opened November 2022: the log-delivery service only
+    ("ap-east-2", None),
 ])
-def test_bucket_policy_uses_the_elb_account_only_where_the_region_has_one(region: str, partition: str,
+def test_bucket_policy_uses_the_elb_account_only_where_the_region_has_one(region: str,
                                                                          elb_account: str | None) -> None:
-    statements = json.loads(bucket_policy("arn:aws:s3:::logs", partition, region, "123456789012"))["Statement"]
+    assert elb_account_arn(region) == elb_account
+    statements = json.loads(bucket_policy("arn:aws:s3:::logs", elb_account, "123456789012"))["Statement"]
     writers = [st["Principal"] for st in statements if st["Effect"] == "Allow"]
     service = {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
     assert writers == ([{"AWS": elb_account}, service] if elb_account else [service])
 
 
-def test_elb_account_table_has_the_pre_august_2022_regions_only() -> None:
-    assert len(ELB_ACCOUNTS) == 26
-    assert all(re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region) for region in ELB_ACCOUNTS)
-    assert all(re.fullmatch(r"\d{12}", account) for account in ELB_ACCOUNTS.values())
-    assert len(set(ELB_ACCOUNTS.values())) == len(ELB_ACCOUNTS)
-    newer = ("ap-south-2", "ap-southeast-4", "ap-southeast-5", "eu-south-2", "eu-central-2", "me-central-1",
-             "il-central-1", "ca-west-1", "mx-central-1")
-    assert not set(newer) & set(ELB_ACCOUNTS)
+def test_access_logs_are_allowed_in_a_region_without_an_elb_account() -> None:
+    logs = args_of("prod", **{"aws:region": "ap-east-2"}).load_balancer.access_logs
+    assert logs is not None and logs.elb_account_arn is None

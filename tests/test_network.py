@@ -1,11 +1,6 @@
 """Network: VPC per environment, existing-VPC mode, and the security-group chain."""
 
-from typing import Any
-
-import pytest
-
 from tests.harness import REGION, VPC_ROUTE_TABLES, StackRun
-from tests.test_settings import error
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -98,16 +93,3 @@ def test_a_new_vpc_pulls_image_layers_through_an_s3_gateway_endpoint(run: StackR
     assert endpoint["routeTableIds"] == VPC_ROUTE_TABLES[:2 * zones]  # every route table awsx made, private ones too
     assert dev_variant.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") == []  # an existing VPC keeps its own routing
 
-
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"ingressCidrs": ["203.0.113.0/24", "10.0.0.0/8", "203.0.113.0/24"]},
-     "model-serving:ingressCidrs = [\"203.0.113.0/24\", \"10.0.0.0/8\", \"203.0.113.0/24\"]: must not list "
-     "203.0.113.0/24 twice"),
-    ({"spotInstanceTypes": ["t3.medium", "m5.large", "t3.medium"]}, "must not list t3.medium twice"),
-    ({"taskRolePolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess",
-                             "arn:aws:iam::123456789012:policy/team/ReadOnlyAccess"]},
-     "must not list two policies named ReadOnlyAccess"),
-])
-def test_entries_that_name_a_resource_must_not_repeat(overrides: dict[str, Any], message: str) -> None:
-    """Repeated resources are named by their entry: a repeated entry would be one resource name twice."""
-    assert message in error("dev", **overrides)

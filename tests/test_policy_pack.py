@@ -9,28 +9,32 @@ so the arguments tests/policy_support.py builds are the ones the engine would se
 from __future__ import annotations
 
 import ast
-import os
 import re
-import select
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 import yaml
-from google.protobuf import empty_pb2, struct_pb2
-from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import EnforcementLevel
 
-from policy.rules import BY_NAME, PACK_NAME
-from tests.harness import PROJECT_DIR, Registered
-from tests.policy_support import POLICY_DIR, config_path, enforcement_levels, evaluate, load_config, program
+from policy import generate
+from policy.rules import BY_NAME
+from tests.harness import PROJECT_DIR
+from tests.policy_support import (
+    POLICY_DIR,
+    assert_serves_every_policy,
+    assert_serves_what_the_tests_evaluate,
+    config_path,
+    enforcement_levels,
+    load_config,
+    program,
+    served_pack,
+)
 
-LEVELS = {EnforcementLevel.ADVISORY: analyzer_pb2.ADVISORY, EnforcementLevel.MANDATORY: analyzer_pb2.MANDATORY,
-          EnforcementLevel.DISABLED: analyzer_pb2.DISABLED, EnforcementLevel.REMEDIATE: analyzer_pb2.REMEDIATE}
-PORT_TIMEOUT_SECONDS = 30
+# What the pack's own modules may import: the standard library, pulumi and pulumi-policy (policy/requirements.txt).
+PACK_DEPENDENCIES = {"pulumi", "pulumi_policy"}
 
 
 def test_policy_project_file_declares_a_python_pack() -> None:
@@ -40,17 +44,46 @@ def test_policy_project_file_declares_a_python_pack() -> None:
     assert project["description"]
 
 
-def test_entry_point_only_builds_the_pack_from_the_rules_module() -> None:
-    """__main__.py blocks in PolicyPack(...), so it is read here, never imported."""
+def test_entry_point_only_builds_the_pack_from_the_rules_package() -> None:
+    """__main__.py blocks in PolicyPack(...), so it is read here, never imported. The CLI runs it with the pack's
+    directory as sys.path[0], so it imports `rules` as a top-level package."""
     tree = ast.parse((POLICY_DIR / "__main__.py").read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "PolicyPack"]
     assert len(calls) == 1
     keywords = {k.arg: k.value for k in calls[0].keywords}
     assert isinstance(keywords["policies"], ast.Name) and keywords["policies"].id == "POLICIES"
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "policy.rules"
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "rules"
                 for a in n.names}
     assert {"POLICIES", "PACK_NAME"} <= imported
     assert "policy.__main__" not in sys.modules
+
+
+def _absolute_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module}
+    return {name.split(".")[0] for name in names}
+
+
+@pytest.mark.parametrize("module", sorted((POLICY_DIR / "rules").rglob("*.py")), ids=lambda p: p.name)
+def test_pack_modules_import_only_themselves_and_the_pack_runtime(module: Path) -> None:
+    """A published pack has no repository around it: no `policy.`, `infra.` or `tests.` imports."""
+    foreign = _absolute_imports(module) - PACK_DEPENDENCIES - set(sys.stdlib_module_names) - {"__future__"}
+    assert foreign == set(), f"{module} imports {foreign}"
+
+
+def test_pack_copies_and_tables_are_generated_from_their_sources() -> None:
+    """rules/shared/ holds unchanged copies of infra/ files; the READMEs' table and counts come from the pack."""
+    files = generate.expected_files()
+    assert {path.name for path in files} >= {"secret_patterns.py", "instance_types.py", "instance_types.json"}
+    assert generate.stale(files) == [], "run: python -m policy.generate"
+
+
+def test_policy_table_lists_every_policy_with_its_sources() -> None:
+    table = (POLICY_DIR / "README.md").read_text().split(generate.TABLE_BEGIN)[1].split(generate.TABLE_END)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z0-9-]+)` \|.*\| ([^|]+) \|$", table, re.M)}
+    assert list(rows) == list(BY_NAME)
+    assert all(sources.strip() for sources in rows.values())
 
 
 def test_pack_runtime_requirements_match_the_pinned_ones() -> None:
@@ -92,7 +125,6 @@ def test_dev_config_only_relaxes_to_advisory_and_the_readmes_explain_each_except
 
 def test_readme_documents_every_policy_and_the_preview_commands() -> None:
     readme = (POLICY_DIR / "README.md").read_text()
-    assert [name for name in BY_NAME if f"`{name}`" not in readme] == []
     for stack in ("dev", "prod"):
         assert f"pulumi preview --policy-pack policy --policy-pack-config policy/config.{stack}.json" in readme
         assert config_path(stack).exists()
@@ -102,65 +134,14 @@ def test_readme_documents_every_policy_and_the_preview_commands() -> None:
 
 @pytest.fixture(scope="module")
 def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    # The CLI's python host: `python -m pulumi.policy <engine address> <pack dir>`, from elsewhere.
-    server = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", str(POLICY_DIR)],
-                              cwd=tmp_path_factory.mktemp("cli"), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        ready, _, _ = select.select([server.stdout], [], [], PORT_TIMEOUT_SECONDS)
-        port = server.stdout.readline().strip() if ready else ""
-        if not port.isdigit():
-            server.kill()
-            pytest.fail(f"the pack did not start: {port!r} {server.communicate()[1]}")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield analyzer_pb2_grpc.AnalyzerStub(channel)
-    finally:
-        server.kill()
-        server.wait()
+    with served_pack(sys.executable, POLICY_DIR, tmp_path_factory.mktemp("cli")) as stub:
+        yield stub
 
 
 def test_cli_loads_the_pack_with_every_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
-    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty())
-    assert info.name == PACK_NAME
-    assert {p.name for p in info.policies} == set(BY_NAME)
-    assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
-    assert all("Sources: " in p.description for p in info.policies)
-
-
-def _struct(values: dict[str, object]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(values)
-    return struct
-
-
-def _options(resource: Registered) -> analyzer_pb2.AnalyzerResourceOptions:
-    return analyzer_pb2.AnalyzerResourceOptions(protect=resource.protect, ignoreChanges=resource.ignore_changes,
-                                                parent=resource.parent)
+    assert_serves_every_policy(analyzer)
 
 
 def test_served_pack_reports_what_the_tests_evaluate(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     """dev stack, dev config: the server's diagnostics equal the in-process evaluation, level for level."""
-    levels = enforcement_levels(load_config("dev"))
-    analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={
-        name: analyzer_pb2.PolicyConfig(enforcementLevel=LEVELS[level]) for name, level in levels.items()}))
-    resources = program("dev").resources
-
-    served: set[tuple[str, str, str, int]] = set()
-    for r in resources:
-        response = analyzer.Analyze(analyzer_pb2.AnalyzeRequest(
-            type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name, options=_options(r)))
-        served |= {(d.policyName, d.urn or r.urn, d.message.split("\n", 1)[1], d.enforcementLevel)
-                   for d in response.diagnostics}
-    stack = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
-        analyzer_pb2.AnalyzerResource(
-            type=r.type, properties=_struct(r.state), urn=r.urn, name=r.name, options=_options(r), parent=r.parent,
-            dependencies=r.dependencies, propertyDependencies={
-                key: analyzer_pb2.AnalyzerPropertyDependencies(urns=urns)
-                for key, urns in r.property_dependencies.items()})
-        for r in resources]))
-    served |= {(d.policyName, d.urn, d.message.split("\n", 1)[1], d.enforcementLevel) for d in stack.diagnostics}
-
-    evaluated = {(v.policy, v.urn, v.message, LEVELS[v.level]) for v in evaluate(resources, levels=levels)}
-    assert evaluated and served == evaluated
+    assert assert_serves_what_the_tests_evaluate(analyzer, program("dev").resources)

@@ -88,8 +88,11 @@ def test_dev_keeps_the_images_own_filesystem_and_user(dev: StackRun) -> None:
 
 
 def test_environment_comes_from_config(dev_variant: StackRun) -> None:
+    # The server timeouts derived from albIdleTimeoutSeconds (60) and containerStopTimeoutSeconds (30) follow.
     assert container(dev_variant)["environment"] == [{"name": "MODEL_NAME", "value": "iris"},
-                                                     {"name": "WORKERS", "value": "2"}]
+                                                     {"name": "WORKERS", "value": "2"},
+                                                     {"name": "KEEPALIVE_SECONDS", "value": "65"},
+                                                     {"name": "GRACEFUL_TIMEOUT", "value": "25"}]
 
 
 def test_execution_and_task_roles_are_separate_and_scoped(run: StackRun) -> None:

@@ -6,7 +6,8 @@ program with one message naming each bad key, its value and what is allowed - be
 registered. `schema` derives Pulumi.yaml's `config:` block and the README table from the same model.
 """
 
-from collections.abc import Mapping
+import os
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pulumi
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from infra.settings.model import ImageRef, Settings, SettingsError
+from infra.settings.provider import check_default_tags, check_namespaces, parse_provider
 from infra.settings.rules import Errors, check_consistency
 from infra.settings.schema import bounds, choices, field_by_key, project_schema, pulumi_type
 
@@ -23,9 +25,19 @@ __all__ = ["ImageRef", "Settings", "SettingsError", "load_settings", "parse_sett
 UNKNOWN_KEY = "is not a setting of this project (see Pulumi.yaml for the keys)"
 
 
-def parse_settings(project: str, stack: str, raw: Mapping[str, Any]) -> Settings:
-    """Parse and validate raw config values (key without namespace -> value); raise SettingsError."""
+def parse_settings(project: str, stack: str, raw: Mapping[str, Any],
+                   other: Mapping[str, Any] | None = None, environment: Mapping[str, str] | None = None,
+                   secret_keys: Collection[str] = ()) -> Settings:
+    """Parse and validate raw config values (key without namespace -> value); raise SettingsError.
+
+    `other`: the config keys outside the project's namespace, with their namespace (`aws:region`, ...).
+    `environment`: where the provider would find AWS_REGION when aws:region is not set.
+    `secret_keys`: the keys the stack file holds encrypted (`pulumi config set --secret`)."""
     errors = Errors(project)
+    other = other or {}
+    check_namespaces(errors, project, other)
+    provider = parse_provider(errors, {key[4:]: value for key, value in other.items() if key.startswith("aws:")},
+                              {key[4:] for key in secret_keys if key.startswith("aws:")})
     try:
         settings = Settings.model_validate(dict(raw))
     except ValidationError as invalid:
@@ -33,6 +45,11 @@ def parse_settings(project: str, stack: str, raw: Mapping[str, Any]) -> Settings
             _report(errors, detail)
     else:
         settings._project, settings._stack = project, stack
+        settings._provider = provider
+        environment = environment or {}
+        settings._region = str(provider.get("region") or environment.get("AWS_REGION")
+                               or environment.get("AWS_DEFAULT_REGION") or "")
+        check_default_tags(errors, provider, settings.tags)
         # Rules that span keys only make sense once every key parsed.
         check_consistency(errors, settings)
     if errors:
@@ -67,11 +84,15 @@ def _report(errors: Errors, detail: ErrorDetails) -> None:
 def load_settings() -> Settings:
     """Read this stack's configuration (Pulumi.yaml defaults + stack file) and validate it."""
     project, stack = pulumi.get_project(), pulumi.get_stack()
-    return parse_settings(project, stack, _project_config())
+    config = _all_config()
+    prefix = project + ":"
+    own = {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
+    other = {key: value for key, value in config.items() if not key.startswith(prefix)}
+    secret_keys = [key for key in other if runtime_config.is_config_secret(key)]
+    return parse_settings(project, stack, own, other, os.environ, secret_keys)
 
 
-def _project_config() -> dict[str, Any]:
-    """Every config value set for this project's namespace, keyed without the namespace."""
-    prefix = pulumi.get_project() + ":"
+def _all_config() -> dict[str, Any]:
+    """Every config value of the stack, keyed `namespace:key` (older CLIs pass `namespace:config:key`)."""
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {key[len(prefix):]: value for key, value in merged.items() if key.startswith(prefix)}
+    return {key.replace(":config:", ":", 1): value for key, value in merged.items()}

@@ -5,7 +5,10 @@ protect the ALB, ...). A new setting is declared in `model.py` and handed to its
 """
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import pulumi
+import pulumi_aws as aws
 
 from infra.access_logs import AccessLogsArgs
 from infra.autoscaling import AutoscalingArgs
@@ -14,9 +17,12 @@ from infra.image import ImageArgs
 from infra.loadbalancer import LoadBalancerArgs
 from infra.logs import LoggingArgs
 from infra.network import HTTP_PORT, HTTPS_PORT, NetworkArgs
+from infra.regions import regions
 from infra.registry import RegistryArgs
 from infra.service import ServiceArgs
 from infra.settings.model import Settings
+from infra.settings.provider import merged_default_tags
+from infra.settings.rules import GRACEFUL, KEEPALIVE, TMPDIR
 from infra.task import ContainerArgs, TaskArgs
 
 
@@ -56,6 +62,50 @@ def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
     return (on_demand, spot)
 
 
+# The reference server's keep-alive must outlast the ALB's idle timeout, and its graceful shutdown must end
+# before ECS sends SIGKILL (app/gunicorn_conf.py reads both; rules.py refuses user values that break them).
+KEEPALIVE_MARGIN_SECONDS = 5
+GRACEFUL_MARGIN_SECONDS = 5
+
+
+def server_environment(s: Settings) -> tuple[tuple[str, str], ...]:
+    """containerEnvironment, plus what the server must agree on with the stack (its timeouts, and its temp
+    directory on a read-only root filesystem) unless containerEnvironment sets it itself."""
+    # At least half the stop timeout for shutdown, at most the margin less (2 s -> 1 s, 30 s -> 25 s).
+    graceful = max(s.container_stop_timeout_seconds - GRACEFUL_MARGIN_SECONDS, s.container_stop_timeout_seconds // 2)
+    derived: tuple[tuple[str, str], ...] = (
+        (KEEPALIVE, str(s.alb_idle_timeout_seconds + KEEPALIVE_MARGIN_SECONDS)), (GRACEFUL, str(graceful)))
+    if s.read_only_root_filesystem:  # the only writable place; the server keeps its temp files under TMPDIR
+        derived += ((TMPDIR, s.scratch_volume_path),)
+    given = {name for name, _ in s.environment}
+    return s.environment + tuple(item for item in derived if item[0] not in given)
+
+
+def provider_args(s: Settings) -> dict[str, Any]:
+    """The aws provider's arguments: every `aws:` setting, with the stack's tags added to aws:defaultTags (the
+    stack's own tags win; rules refuse a user value that would change one)."""
+    kwargs = dict(s.provider)
+    for name in ("access_key", "secret_key", "token"):
+        if kwargs.get(name):
+            kwargs[name] = pulumi.Output.secret(kwargs[name])
+    kwargs["region"] = s.region or None  # as aws.config.region: aws:region, else AWS_REGION
+    kwargs["default_tags"] = aws.ProviderDefaultTagsArgs(tags=merged_default_tags(s.provider, s.tags))
+    return kwargs
+
+
+def image_platform(s: Settings) -> str:
+    """The platform the build of app/ targets: the instances' CPU architecture (validation makes groups agree)."""
+    return {"arm64": "linux/arm64"}.get(s.instance.architecture, "linux/amd64")
+
+
+def elb_account_arn(region_name: str) -> str | None:
+    """The ELB account that delivers access logs in regions opened before August 2022 (infra/regions.json)."""
+    region = regions().get(region_name)
+    if region is None or region.elb_log_account is None:
+        return None  # a newer region: the log-delivery service principal alone
+    return f"arn:{region.partition}:iam::{region.elb_log_account}:root"
+
+
 def component_args(s: Settings) -> StackArgs:
     prod = s.is_prod  # every dev/prod difference is spelled out below, and nowhere else
     return StackArgs(
@@ -85,12 +135,12 @@ def component_args(s: Settings) -> StackArgs:
             target_capacity_percent=s.capacity_target_percent, min_scaling_step=s.capacity_min_scaling_step,
             max_scaling_step=s.capacity_max_scaling_step, instance_warmup_seconds=s.instance_warmup_seconds,
             groups=capacity_groups(s)),
-        image=ImageArgs(tag=s.image_ref.reference) if s.image_build else None,
+        image=ImageArgs(tag=s.image_ref.reference, platform=image_platform(s)) if s.image_build else None,
         task=TaskArgs(
             name_prefix=s.name_prefix, cpu=s.task_cpu, memory_mib=s.task_memory_mib,
             role_policy_arns=s.task_role_policy_arns,
             container=ContainerArgs(
-                port=s.container_port, environment=s.environment, user=s.container_user,
+                port=s.container_port, environment=server_environment(s), user=s.container_user,
                 read_only_root_filesystem=s.read_only_root_filesystem, scratch_volume_path=s.scratch_volume_path,
                 health_check_command=s.container_health_check_command, health_check_path=s.health_check_path,
                 start_period_seconds=s.container_start_period_seconds,
@@ -100,7 +150,8 @@ def component_args(s: Settings) -> StackArgs:
             name_prefix=s.name_prefix, idle_timeout_seconds=s.alb_idle_timeout_seconds, deletion_protection=prod,
             # prod keeps its access logs when the stack is destroyed; dev deletes them with the bucket.
             access_logs=AccessLogsArgs(force_destroy=not prod, retain_on_delete=prod,
-                                       expiration_days=s.log_retention_days) if s.alb_access_logs else None,
+                                       expiration_days=s.log_retention_days,
+                                       elb_account_arn=elb_account_arn(s.region)) if s.alb_access_logs else None,
             certificate_arn=s.certificate_arn, target_port=s.container_port,
             deregistration_delay_seconds=s.deregistration_delay_seconds, health_check_path=s.health_check_path,
             health_check_matcher=s.health_check_matcher,

@@ -9,6 +9,7 @@ To add a setting: declare a field in its section, wire it into `infra/settings/a
 `venv/bin/python -m tools.readme_tables` to regenerate Pulumi.yaml's schema and the README table.
 """
 
+import functools
 import ipaddress
 import json
 import re
@@ -25,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from infra.capacity_plan import GroupSpec, ProviderPlan, TaskSize, plan
 from infra.instance_types import InstanceType, instance_types
 from infra.secret_patterns import is_secret_name, secret_value_kind
+from infra.settings import cron
 
 
 class SettingsError(pulumi.RunError):
@@ -39,10 +41,13 @@ class Check:
 
     valid: Callable[[Any], bool]
     allowed: str
+    # A sharper message for a refused value (e.g. "add /32"); None or "" falls back to `allowed`.
+    why: Callable[[Any], str | None] | None = None
 
     def __call__(self, value: Any) -> Any:
         if not self.valid(value):
-            raise PydanticCustomError("setting", "{allowed}", {"allowed": self.allowed})
+            message = (self.why(value) if self.why else None) or self.allowed
+            raise PydanticCustomError("setting", "{allowed}", {"allowed": message})
         return value
 
 
@@ -103,11 +108,35 @@ def is_cidr(value: str, min_prefix: int = 0, max_prefix: int = 32) -> bool:
 
 
 def is_timezone(value: str) -> bool:
+    # The tz database's names only: ZoneInfo alone also opens "localtime", "posixrules" and other files.
+    return value in _timezones()
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones() - {"Factory", "localtime", "posixrules"})
+
+
+def cidr_hint(value: str) -> str | None:
+    """Why AWS refuses `value` as a CIDR, when the mistake is a common one."""
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        pass
+    else:
+        return f"must be an IPv4 CIDR: AWS refuses a bare address, write {address}/32"
+    try:
+        network = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        return None
+    if str(network) != value:
+        return f"must be an IPv4 CIDR without host bits: {value} is inside {network}, write that"
+    return None
+
+
+def is_cidr_text(value: str, min_prefix: int = 0, max_prefix: int = 32) -> bool:
+    """A CIDR as AWS takes it: network/prefix, no host bits, no bare address."""
+    return "/" in value and cidr_hint(value) is None and is_cidr(value, min_prefix, max_prefix)
 
 
 # Values CloudWatch Logs accepts for retentionInDays.
@@ -132,9 +161,11 @@ SCHEDULE_CRON = re.compile(r"^cron\((\S+ ){5}\S+\)$")
 KNOWN_TYPE = Check(lambda v: v in instance_types(), "must be an EC2 instance type listed in "
                    "infra/instance_types.json, e.g. t3.medium, c6i.2xlarge, g5.xlarge")
 SUBNET = Check(lambda v: bool(SUBNET_ID.match(v)), "must be a subnet ID like subnet-0123456789abcdef0")
-CRON = Check(lambda v: v == "" or bool(SCHEDULE_CRON.match(v)),
+CRON = Check(lambda v: v == "" or (bool(SCHEDULE_CRON.match(v)) and cron.problem(v) is None),
              "must be empty or cron(minutes hours day-of-month month day-of-week year), e.g. "
-             "cron(0 19 ? * MON-FRI *)")
+             "cron(0 19 ? * MON-FRI *)",
+             why=lambda v: f"must be an AWS cron expression: {v} {cron.problem(v)}"
+             if v.startswith("cron(") and cron.problem(v) else None)
 SECRETS_MANAGER = ("plain environment variables are visible in the task definition; pass secrets through AWS "
                    "Secrets Manager instead")
 
@@ -197,7 +228,8 @@ class _Network(BaseModel):
     nat_gateways: Literal["Single", "OnePerAz"] = Field(
         "Single", description="NAT gateways of the new VPC: Single (cheap, one AZ's NAT is a shared dependency) "
         "or OnePerAz (resilient).")
-    vpc_cidr: Annotated[str, checked(Check(lambda v: is_cidr(v, 16, 20), "must be an IPv4 CIDR from /16 to /20"))] \
+    vpc_cidr: Annotated[str, checked(Check(lambda v: is_cidr_text(v, 16, 20), "must be an IPv4 CIDR from /16 to /20",
+                                           why=cidr_hint))] \
         = Field("10.0.0.0/16", description="IPv4 CIDR of the new VPC.")
     existing_vpc_id: Annotated[str, checked(Check(lambda v: v == "" or bool(VPC_ID.match(v)),
                                                   "must be empty or a VPC ID like vpc-0123456789abcdef0"))] = Field(
@@ -206,7 +238,7 @@ class _Network(BaseModel):
         (), description="Public subnets of existingVpcId for the ALB, in two or more AZs.")
     existing_private_subnet_ids: StrList(SUBNET) = Field(  # type: ignore[valid-type]
         (), description="Private subnets of existingVpcId (with a NAT route) for instances and tasks.")
-    ingress_cidrs: StrList(Check(is_cidr, "must be an IPv4 CIDR like 203.0.113.0/24")) = Field(  # type: ignore[valid-type]
+    ingress_cidrs: StrList(Check(is_cidr_text, "must be an IPv4 CIDR like 203.0.113.0/24", why=cidr_hint)) = Field(  # type: ignore[valid-type]
         ("0.0.0.0/0",), description="IPv4 CIDRs allowed to reach the ALB on ports 80 and 443.")
 
 
@@ -325,7 +357,8 @@ class _Task(BaseModel):
     container_start_period_seconds: Int = Field(60, ge=0, le=300, description="Container health-check start "
                                                 "period, the model's load time.")
     container_stop_timeout_seconds: Int = Field(30, ge=2, le=120, description="Seconds between SIGTERM and "
-                                                "SIGKILL, to finish in-flight requests.")
+                                                "SIGKILL, to finish in-flight requests. The task sets the server's "
+                                                "GRACEFUL_TIMEOUT 5 s below it (at least half of it).")
     log_retention_days: Annotated[Int, checked(Check(
         lambda v: v in LOG_RETENTION_DAYS,
         "must be a value CloudWatch Logs accepts: " + ", ".join(map(str, LOG_RETENTION_DAYS))))] = Field(
@@ -348,7 +381,8 @@ class _LoadBalancer(BaseModel):
         "must be empty or an ACM certificate ARN like arn:aws:acm:us-east-1:123456789012:certificate/<uuid>"))] \
         = Field("", description="ACM certificate ARN. When set, HTTP redirects (301) to an HTTPS listener.")
     alb_idle_timeout_seconds: Int = Field(60, ge=1, le=4000, description="ALB idle timeout; must exceed the "
-                                          "slowest inference request.")
+                                          "slowest inference request. The task sets the server's KEEPALIVE_SECONDS "
+                                          "5 s above it.")
     alb_access_logs: Bool = Field(False, description="Write ALB access logs to an S3 bucket the stack creates "
                                   "(any region: newer ones deliver through the log-delivery service).")
     health_check_path: Annotated[str, checked(Check(
@@ -379,7 +413,8 @@ class _Service(BaseModel):
     deployment_minimum_healthy_percent: Int = Field(100, ge=0, le=100, description="Share of tasks kept running "
                                                     "during a deployment.")
     deployment_maximum_percent: Int = Field(200, ge=100, le=200, description="Upper limit of running tasks "
-                                            "during a deployment, above the minimum.")
+                                            "during a deployment, above the minimum; the groups' maximum sizes "
+                                            "must hold maxTaskCount x this / 100 tasks.")
     health_check_grace_period_seconds: Int = Field(120, ge=0, le=2147483647, description="Seconds ECS ignores ALB "
                                                    "health checks after a task starts; at least the container "
                                                    "start period.")
@@ -462,13 +497,40 @@ class Settings(_Scaling, _Service, _LoadBalancer, _Task, _Spot, _Capacity, _Regi
     def environment(self) -> tuple[tuple[str, str], ...]:
         return tuple((name, value) for name, _, value in (item.partition("=") for item in self.container_environment))
 
-    def capacity_plan(self) -> list[ProviderPlan]:
-        """Tasks per instance and instances needed, per capacity provider (onDemand first)."""
+    def capacity_plan(self, max_tasks: int | None = None) -> list[ProviderPlan]:
+        """Tasks per instance and instances needed, per capacity provider (onDemand first), at maxTaskCount or
+        at `max_tasks` (the tasks a deployment runs at once)."""
         groups = [GroupSpec("onDemand", (self.instance,), self.on_demand_base_tasks, self.on_demand_weight,
                             self.instance_max_count)]
         if self.spot:
             spot_types = tuple(instance_types()[name] for name in self.spot_instance_types)
             groups.append(GroupSpec("spot", spot_types, 0, self.spot_weight, self.spot_max_count))
         task = TaskSize(self.task_cpu, self.task_memory_mib, self.gpus_per_task)
-        return plan(groups, task, self.min_task_count, self.max_task_count, self.capacity_target_percent)
+        return plan(groups, task, self.min_task_count, max_tasks or self.max_task_count,
+                    self.capacity_target_percent)
+
+    # The `aws:` settings (ProviderArgs keyword arguments, infra/settings/provider.py) and the region.
+    _provider: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _region: str = PrivateAttr("")
+
+    @property
+    def provider(self) -> dict[str, Any]:
+        return self._provider
+
+    @property
+    def region(self) -> str:
+        """aws:region, else the AWS_REGION the provider falls back to ("" when neither is set)."""
+        return self._region
+
+    @property
+    def deployment_max_tasks(self) -> int:
+        """Tasks that must fit at once for a rolling deployment at maxTaskCount to make progress.
+
+        ECS rounds the minimum-healthy limit up: when it keeps every task running, a deployment must start a new
+        task before it may stop an old one, so one more than maxTaskCount must fit. More room (up to
+        deploymentMaximumPercent) only makes the deployment faster; ECS starts what fits and continues as old
+        tasks drain.
+        """
+        keep = -(-self.max_task_count * self.deployment_minimum_healthy_percent // 100)
+        return self.max_task_count + 1 if keep >= self.max_task_count else self.max_task_count
 

@@ -6,9 +6,15 @@ They run on a `Settings` whose every key already passed its own checks (infra/se
 import fnmatch
 import ipaddress
 import json
+import re
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from infra.instance_types import instance_types, schedulable
+from infra.naming import name_problems
+from infra.regions import regions
+from infra.settings import cron
 from infra.settings.model import Settings
 
 # The port the reference server built from app/ listens on unless PORT is set (app/Dockerfile).
@@ -58,9 +64,9 @@ def check_consistency(r: Errors, s: Settings) -> None:
     _check_image_build(r, s)
     _check_spot_drain_time(r, s)
     _check_release_tag(r, s)
-    _check_repeated_entries(r, s)
     if s.is_prod:
         _check_prod(r, s)
+    check_deploy_time_facts(r, s)
 
 
 def _check_instance_fit(r: Errors, s: Settings) -> None:
@@ -186,6 +192,186 @@ def _check_prod(r: Errors, s: Settings) -> None:
                "so 'latest' could be pushed only once")
 
 
+# --- what AWS refuses at deploy time (issue 10, part 1) ----------------------------------------------------
+
+# AWS default quotas the settings' lists count against.
+SECURITY_GROUP_INBOUND_RULES = 60  # inbound rules per security group (IPv4)
+MANAGED_POLICIES_PER_ROLE = 10
+INSTANCE_TYPES_PER_GROUP = 40  # launch-template overrides of a mixed instances policy
+# Instance families with accelerators the stack cannot drive: it knows NVIDIA GPUs through the ECS GPU AMI only.
+UNSUPPORTED_ACCELERATORS = {
+    "inf": "AWS Inferentia chips (need the Neuron SDK, the ECS Neuron AMI and /dev/neuron device mappings)",
+    "trn": "AWS Trainium chips (need the Neuron SDK, the ECS Neuron AMI and /dev/neuron device mappings)",
+    "dl": "Gaudi or Qualcomm AI accelerators (need their own drivers and device mappings)",
+    "f": "FPGAs (need the FPGA developer AMI)",
+    "vt": "Xilinx video transcoding cards (need their own drivers)",
+    "g6f": "fractional NVIDIA GPUs (need GRID drivers the ECS GPU AMI lacks)",
+    "gr6f": "fractional NVIDIA GPUs (need GRID drivers the ECS GPU AMI lacks)",
+}
+# Set by the ECS agent in every container; a task value would replace the agent's (task-role credentials,
+# task metadata).
+AGENT_ENVIRONMENT = re.compile(r"^(ECS_.*|AWS_CONTAINER_.*|AWS_EXECUTION_ENV)$")
+# The reference server's timeouts (app/gunicorn_conf.py), derived from the settings in infra/settings/args.py.
+KEEPALIVE = "KEEPALIVE_SECONDS"
+GRACEFUL = "GRACEFUL_TIMEOUT"
+TMPDIR = "TMPDIR"
+
+
+def check_deploy_time_facts(r: Errors, s: Settings) -> None:
+    """Rules for settings that pass their own checks but that AWS refuses, or that deploy a broken service."""
+    _check_stack_name(r, s)
+    _check_lists(r, s)
+    _check_region(r, s)
+    _check_environment(r, s)
+    _check_image_and_instances(r, s)
+    _check_deployment_room(r, s)
+
+
+def _check_stack_name(r: Errors, s: Settings) -> None:
+    problems = name_problems(s.name_prefix, frozenset({"albAccessLogs"} if s.alb_access_logs else ()))
+    if problems:
+        broken = "; ".join(f"{name.what} ({allowed})" for name, allowed in problems)
+        r.append(f"stack name {s.stack!r}: AWS names start with {s.name_prefix!r}, which breaks the {broken}. "
+                 "Name the stack with lowercase letters, digits and single hyphens (short enough for the "
+                 "limits above)")
+
+
+def _duplicates(items: Iterable[str]) -> list[str]:
+    return sorted(item for item, count in Counter(items).items() if count > 1)
+
+
+def _check_lists(r: Errors, s: Settings) -> None:
+    cidrs = [str(ipaddress.IPv4Network(cidr, strict=False)) for cidr in s.ingress_cidrs]
+    for cidr in _duplicates(cidrs):
+        r.fail("ingressCidrs", list(s.ingress_cidrs), f"lists {cidr} twice: each entry is a security-group rule "
+               "and AWS refuses a duplicate rule")
+    ports = 2 if s.certificate_arn else 1
+    if len(cidrs) * ports > SECURITY_GROUP_INBOUND_RULES:
+        r.fail("ingressCidrs", f"{len(cidrs)} CIDRs", f"must list at most {SECURITY_GROUP_INBOUND_RULES // ports}: "
+               f"each CIDR opens {ports} listener port(s) and AWS allows {SECURITY_GROUP_INBOUND_RULES} inbound "
+               "rules per security group by default")
+    arns = s.task_role_policy_arns
+    names = [arn.rsplit("/", 1)[-1] for arn in arns]
+    for name in _duplicates(names):
+        r.fail("taskRolePolicyArns", [arn for arn in arns if arn.endswith("/" + name)],
+               f"lists policy {name} more than once: each policy can be attached to the task role once (the "
+               "attachments are named after it)")
+    if len(arns) > MANAGED_POLICIES_PER_ROLE:
+        r.fail("taskRolePolicyArns", f"{len(arns)} policies", f"must list at most {MANAGED_POLICIES_PER_ROLE}, "
+               "AWS's default quota of managed policies per IAM role")
+    for instance_type in _duplicates(s.spot_instance_types):
+        r.fail("spotInstanceTypes", list(s.spot_instance_types), f"lists {instance_type} twice: the Auto Scaling "
+               "group refuses a repeated instance type")
+    if len(s.spot_instance_types) > INSTANCE_TYPES_PER_GROUP:
+        r.fail("spotInstanceTypes", f"{len(s.spot_instance_types)} types",
+               f"must list at most {INSTANCE_TYPES_PER_GROUP}, the instance types one Auto Scaling group takes")
+    for key, subnets in (("existingPublicSubnetIds", s.existing_public_subnet_ids),
+                         ("existingPrivateSubnetIds", s.existing_private_subnet_ids)):
+        for subnet in _duplicates(subnets):
+            r.fail(key, list(subnets), f"lists {subnet} twice")
+    for subnet in sorted(set(s.existing_public_subnet_ids) & set(s.existing_private_subnet_ids)):
+        r.fail("existingPrivateSubnetIds", list(s.existing_private_subnet_ids),
+               f"must not repeat public subnet {subnet}: tasks and instances belong in private subnets, the ALB "
+               "in public ones")
+    for name in _duplicates(name for name, _ in s.environment):
+        r.fail("containerEnvironment", name, "is set twice: give each variable once")
+    if s.scale_to_zero_cron and s.scale_up_cron and not cron.problem(s.scale_to_zero_cron) \
+            and not cron.problem(s.scale_up_cron) and cron.may_coincide(s.scale_to_zero_cron, s.scale_up_cron):
+        r.fail("scaleUpCron", s.scale_up_cron, f"can fire in the same minute as scaleToZeroCron "
+               f"({s.scale_to_zero_cron}), and which of the two wins is undefined: give them different times")
+
+
+def _check_region(r: Errors, s: Settings) -> None:
+    if not s.region:
+        return
+    region = regions().get(s.region)
+    if region is None:
+        if not s.provider.get("skip_region_validation"):
+            r.append(f"aws:region = {s.region!r}: is not an AWS region (infra/regions.json lists those botocore "
+                     "knows); set aws:skipRegionValidation true for a region newer than that list")
+        return
+    if region.availability_zones and not s.existing_vpc_id \
+            and s.availability_zone_count > region.availability_zones:
+        r.fail("availabilityZoneCount", s.availability_zone_count,
+               f"must be at most {region.availability_zones}, the Availability Zones of {s.region}")
+    if s.certificate_arn:
+        certificate_region = s.certificate_arn.split(":")[3]
+        if certificate_region != s.region:
+            r.fail("certificateArn", s.certificate_arn, f"is in {certificate_region}, but the stack deploys to "
+                   f"{s.region}: a load balancer takes certificates of its own region only")
+
+
+def _check_environment(r: Errors, s: Settings) -> None:
+    env = dict(s.environment)
+    if "PORT" in env and env["PORT"] != str(s.container_port):
+        r.fail("containerEnvironment", f"PORT={env['PORT']}", f"must match containerPort ({s.container_port}): "
+               "the load balancer sends traffic and health checks to containerPort")
+    if env.get("HOST", "0.0.0.0") not in ("0.0.0.0", "::"):  # the server must listen on the task ENI
+        r.fail("containerEnvironment", f"HOST={env['HOST']}", "must be 0.0.0.0 or :: (or left out): the load "
+               "balancer reaches the task on its network interface's address, not on localhost")
+    for name in env:
+        if AGENT_ENVIRONMENT.match(name):
+            r.fail("containerEnvironment", name, "is set by the ECS agent in every task; a value of your own "
+                   "replaces the agent's (task-role credentials, task metadata)")
+    limits = ((KEEPALIVE, lambda v: v > s.alb_idle_timeout_seconds,
+               f"must exceed albIdleTimeoutSeconds ({s.alb_idle_timeout_seconds}), or the ALB reuses connections "
+               "the server is closing and answers 502; leave it out and the stack derives it"),
+              (GRACEFUL, lambda v: 0 < v < s.container_stop_timeout_seconds,
+               f"must be below containerStopTimeoutSeconds ({s.container_stop_timeout_seconds}), or ECS kills "
+               "the server before in-flight requests finish; leave it out and the stack derives it"))
+    for name, valid, allowed in limits:
+        if name in env and not (env[name].isdigit() and valid(int(env[name]))):
+            r.fail("containerEnvironment", f"{name}={env[name]}", allowed)
+    scratch = s.scratch_volume_path.rstrip("/")
+    if s.read_only_root_filesystem and TMPDIR in env and not (env[TMPDIR] + "/").startswith(scratch + "/"):
+        r.fail("containerEnvironment", f"{TMPDIR}={env[TMPDIR]}", f"must lie under scratchVolumePath ({scratch}) "
+               "with readOnlyRootFilesystem: nothing else is writable; leave it out and the stack sets it")
+
+
+def _accelerator(instance_type: str) -> str | None:
+    family = instance_type.split(".", maxsplit=1)[0]
+    for prefix, what in UNSUPPORTED_ACCELERATORS.items():
+        if family == prefix or (family.startswith(prefix) and family[len(prefix)].isdigit()):
+            return what
+    return None
+
+
+def _check_image_and_instances(r: Errors, s: Settings) -> None:
+    uri = s.image_ref.uri
+    if s.is_prod and uri and "@" not in uri and uri.rsplit(":", 1)[-1] == "latest":
+        r.fail("image", uri, "must name a version tag or digest with environmentClass prod: 'latest' moves, so "
+               "the stack could not say which image runs")
+    for key, names in (("instanceType", (s.instance_type,)), ("spotInstanceTypes", s.spot_instance_types)):
+        for name in names:
+            what = _accelerator(name)
+            if what:
+                r.fail(key, name, f"has {what}, which this stack cannot drive: choose a CPU type or an "
+                       "NVIDIA GPU type (g4dn, g5, g6, p4d, ...)")
+    if s.warm_pool_min_size and not (s.on_demand_weight or s.on_demand_base_tasks):
+        r.fail("warmPoolMinSize", s.warm_pool_min_size, "must be 0 while onDemandWeight and onDemandBaseTasks "
+               "are 0: the strategy never places tasks on the onDemand group, so its warm pool would never be used")
+
+
+def _check_deployment_room(r: Errors, s: Settings) -> None:
+    """At maxTaskCount with deploymentMinimumHealthyPercent keeping every task, a rolling deployment must start a
+    task before it stops one: the groups must hold one more (a stack that fits exactly can never deploy)."""
+    deploying = s.deployment_max_tasks
+    if deploying == s.max_task_count or any(
+            not p.placeable or not p.tasks_per_instance for p in s.capacity_plan()):
+        return  # no extra tasks, or the maximum itself does not fit (reported above)
+    for provider in s.capacity_plan(deploying):
+        if not provider.placeable:
+            key = "instanceMaxCount" if provider.name == "onDemand" else "spotMaxCount"
+            needed = -(-provider.tasks_at_max // provider.tasks_per_instance)
+            r.fail("maxTaskCount", s.max_task_count,
+                   f"leaves no room for a deployment: deploymentMinimumHealthyPercent "
+                   f"{s.deployment_minimum_healthy_percent} keeps all {s.max_task_count} tasks running, so ECS must "
+                   f"run {deploying} at once before it can stop one; the {provider.name} provider gets "
+                   f"{provider.tasks_at_max} of them and its {provider.instance_type} holds "
+                   f"{provider.tasks_per_instance}: "
+                   f"raise {key} to {needed}, or lower deploymentMinimumHealthyPercent or maxTaskCount")
+
+
 # Spot gives two minutes' notice (EC2 User Guide, "Spot Instance interruption notices"). ECS then drains the
 # instance (ECS_ENABLE_SPOT_INSTANCE_DRAINING): the ALB deregisters each task for deregistrationDelaySeconds,
 # then the container gets SIGTERM and containerStopTimeoutSeconds before SIGKILL. Both must fit in the notice
@@ -212,22 +398,3 @@ def _check_release_tag(r: Errors, s: Settings) -> None:
     if s.is_prod and tag and not tag.startswith("sha256:") and not fnmatch.fnmatchcase(tag, s.ecr_release_tag_pattern):
         r.fail("image", tag, f"must match ecrReleaseTagPattern ({s.ecr_release_tag_pattern}) with environmentClass "
                "prod: the lifecycle policy keeps release tags for rollbacks and may expire any other tag")
-
-
-def _check_repeated_entries(r: Errors, s: Settings) -> None:
-    # Repeated resources are named by their entry (infra/network.py): a repeated entry would be one name twice.
-    seen: set[ipaddress.IPv4Network] = set()
-    for cidr in s.ingress_cidrs:
-        network = ipaddress.IPv4Network(cidr)
-        if network in seen:
-            r.fail("ingressCidrs", list(s.ingress_cidrs), f"must not list {network} twice")
-        seen.add(network)
-    repeated = sorted({name for name in s.spot_instance_types if s.spot_instance_types.count(name) > 1})
-    if repeated:
-        r.fail("spotInstanceTypes", list(s.spot_instance_types), f"must not list {', '.join(repeated)} twice")
-    # Role policy attachments are named by the policy's name (infra/iam.py).
-    names = [arn.rsplit("/", 1)[-1] for arn in s.task_role_policy_arns]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        r.fail("taskRolePolicyArns", list(s.task_role_policy_arns),
-               f"must not list two policies named {', '.join(repeated)}")

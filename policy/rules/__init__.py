@@ -6,13 +6,13 @@
 
 from pulumi_policy import EnforcementLevel, Policy
 
-from policy.rules import deployability, security
+from . import deployability, security, storage
 
 PACK_NAME = "model-serving-guardrails"
 # Without a config file every policy blocks: prod strictness is the default, dev opts out per policy.
 DEFAULT_ENFORCEMENT = EnforcementLevel.MANDATORY
 
-POLICIES: list[Policy] = [*security.POLICIES, *deployability.POLICIES]
+POLICIES: list[Policy] = [*security.POLICIES, *storage.POLICIES, *deployability.POLICIES]
 BY_NAME: dict[str, Policy] = {p.name: p for p in POLICIES}
 
 __all__ = ["BY_NAME", "DEFAULT_ENFORCEMENT", "PACK_NAME", "POLICIES"]

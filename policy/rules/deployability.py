@@ -17,8 +17,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.instance_types import instance_types, schedulable
-from policy.rules.common import (
+from .common import (
     DEPLOYABILITY,
     ResourceCheck,
     StackCheck,
@@ -31,24 +30,34 @@ from policy.rules.common import (
     stack_policy,
     truthy,
 )
-from policy.rules.security import (
+from .security import (
     ASG,
     CAPACITY_PROVIDER,
+    KMS_KEY,
     LAUNCH_TEMPLATE,
     LISTENERS,
     LOAD_BALANCERS,
+    LOG_GROUP,
     ROLE,
     ROLE_POLICY,
     ROLE_POLICY_ATTACHMENT,
+    ROLE_POLICY_ATTACHMENTS,
+    SCALABLE_TARGET,
     SERVICE,
     TARGET_GROUPS,
     TASK_DEFINITION,
+    decoded_user_data,
+    ecs_config,
 )
+from .shared.instance_types import instance_types, schedulable
+from .storage import BUCKET_POLICY, BUCKETS, ENCRYPTION, principals, statements
 
 CLUSTER_CAPACITY_PROVIDERS = "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"
 INSTANCE_PROFILE = "aws:iam/instanceProfile:InstanceProfile"
 LISTENER_RULES = ("aws:lb/listenerRule:ListenerRule", "aws:alb/listenerRule:ListenerRule")
 SCALING_POLICY = "aws:appautoscaling/policy:Policy"
+AWSX_VPC = "awsx:ec2:Vpc"
+VPCS = (AWSX_VPC,)
 
 RESERVED_CAPACITY_PROVIDER_PREFIXES = ("aws", "ecs", "fargate")
 LB_NAME_MAX = 32
@@ -245,9 +254,7 @@ def _task_fits_instance_type(stack: StackView) -> Iterator[tuple[str, str]]:
             for source, instance_type in _instance_types_behind(stack, service):
                 instance = known.get(instance_type)
                 if instance is None:
-                    yield (f"'{source.name}' launches instance type '{instance_type}', which infra/instance_types.json "
-                           "does not list, so the task size cannot be checked", source.urn)
-                    continue
+                    continue  # a type newer than instance_types.json: AWS knows it, the size is checked on deploy
                 cpu_room, memory_room = schedulable(instance)
                 for asked, room, unit in ((cpu, cpu_room, "CPU units"), (memory, memory_room, "MiB"),
                                           (gpus, instance.gpus, "GPUs")):
@@ -255,6 +262,233 @@ def _task_fits_instance_type(stack: StackView) -> Iterator[tuple[str, str]]:
                         yield (f"task definition '{task}' asks {asked:g} {unit}; {instance_type} (from "
                                f"'{source.name}') schedules at most {room}: tasks stay PENDING", task_definition.urn)
 
+
+# --- completeness: what ECS on EC2 needs to run at all ---------------------------------------------------------
+
+INSTANCE_ROLE_POLICY = "AmazonEC2ContainerServiceforEC2Role"
+EXECUTION_ROLE_POLICY = "AmazonECSTaskExecutionRolePolicy"
+# What the execution role does for an ECR image logging to CloudWatch, if not through the managed policy.
+EXECUTION_ACTIONS = ("ecr:GetAuthorizationToken", "ecr:BatchGetImage", "logs:PutLogEvents")
+ELB_LOG_DELIVERY = "logdelivery.elasticloadbalancing.amazonaws.com"
+# Tags that name a moving target rather than one build; an image without a tag is `latest`.
+MOVING_TAGS = frozenset({"latest", "stable", "main", "master", "dev", "develop", "edge", "nightly", "current",
+                         "prod", "production", "release", "canary", "head", "snapshot"})
+
+
+def _templates_behind_providers(stack: StackView) -> dict[str, PolicyResource]:
+    return {template.urn: template for provider in stack.of_type(CAPACITY_PROVIDER)
+            for group in stack.linked(provider, "autoScalingGroupProvider", ASG)
+            for template in _launch_templates(stack, group)}
+
+
+def _instances_join_the_cluster(stack: StackView) -> Iterator[tuple[str, str]]:
+    for template in _templates_behind_providers(stack).values():
+        config = ecs_config(decoded_user_data(template.props.get("userData")))
+        if not config.get("ECS_CLUSTER"):
+            yield (f"launch template '{template.name}' behind a capacity provider writes no ECS_CLUSTER to "
+                   "/etc/ecs/ecs.config: its instances join the cluster named 'default', and tasks stay PENDING",
+                   template.urn)
+        if not as_map(template.props.get("iamInstanceProfile")):
+            yield (f"launch template '{template.name}' has no iamInstanceProfile: the ECS agent cannot register "
+                   "its instances", template.urn)
+
+
+def _role_policy_arns(stack: StackView, role: PolicyResource) -> set[str]:
+    arns = {str(a) for a in as_list(role.props.get("managedPolicyArns"))}
+    for grant in stack.referrers(role, "role", ROLE_POLICY_ATTACHMENT, ROLE_POLICY_ATTACHMENTS):
+        arns |= {str(a) for a in [grant.props.get("policyArn"), *as_list(grant.props.get("policyArns"))] if a}
+    return arns
+
+
+def _granted_actions(stack: StackView, role: PolicyResource) -> set[str]:
+    documents = [as_map(p).get("policy") for p in as_list(role.props.get("inlinePolicies"))]
+    documents += [p.props.get("policy") for p in stack.referrers(role, "role", ROLE_POLICY)]
+    return {str(a).lower() for d in documents for s in statements(d) if s.get("Effect") == "Allow"
+            for a in as_list(s.get("Action"))}
+
+
+def _grants(actions: set[str], wanted: str) -> bool:
+    service = wanted.split(":", maxsplit=1)[0]
+    return bool({wanted.lower(), f"{service}:*", "*"} & actions) or any(
+        a.endswith("*") and wanted.lower().startswith(a[:-1]) for a in actions)
+
+
+def _roles_have_required_policies(stack: StackView) -> Iterator[tuple[str, str]]:
+    instance_roles = {role.urn: role for template in _templates_behind_providers(stack).values()
+                      for profile in stack.linked(template, "iamInstanceProfile", INSTANCE_PROFILE)
+                      for role in stack.linked(profile, "role", ROLE)}
+    for role in instance_roles.values():
+        if not any(arn.endswith(f"/{INSTANCE_ROLE_POLICY}") for arn in _role_policy_arns(stack, role)):
+            yield (f"instance role '{role.name}' lacks {INSTANCE_ROLE_POLICY}: the agent cannot register, pull "
+                   "images or report task state", role.urn)
+    execution_roles = {role.urn: role for task_definition in stack.of_type(TASK_DEFINITION)
+                       for role in stack.linked(task_definition, "executionRoleArn", ROLE)}
+    for role in execution_roles.values():
+        if any(arn.endswith(f"/{EXECUTION_ROLE_POLICY}") for arn in _role_policy_arns(stack, role)):
+            continue
+        actions = _granted_actions(stack, role)
+        missing = [a for a in EXECUTION_ACTIONS if not _grants(actions, a)]
+        if missing:
+            yield (f"execution role '{role.name}' has neither {EXECUTION_ROLE_POLICY} nor {', '.join(missing)}: "
+                   "tasks cannot pull the image or write logs", role.urn)
+
+
+def _container_port_exposed(stack: StackView) -> Iterator[tuple[str, str]]:
+    for service in _services(stack):
+        for task_definition in stack.linked(service, "taskDefinition", TASK_DEFINITION):
+            containers = {str(c.get("name")): c for c in container_definitions(task_definition.props)}
+            for target in (as_map(t) for t in as_list(service.props.get("loadBalancers"))):
+                name, port = str(target.get("containerName")), number(target.get("containerPort"))
+                container = containers.get(name)
+                if container is None:
+                    yield (f"service '{service.name}' routes the load balancer to container '{name}', which task "
+                           f"definition '{task_definition.name}' does not define", service.urn)
+                    continue
+                ports = {number(as_map(m).get("containerPort")) for m in as_list(container.get("portMappings"))}
+                if port not in ports:
+                    shown = ", ".join(f"{p:g}" for p in sorted(p for p in ports if p is not None)) or "none"
+                    yield (f"service '{service.name}' sends load balancer traffic to port "
+                           f"{port if port is None else f'{port:g}'} of '{name}', which exposes {shown}: AWS refuses "
+                           "the service", service.urn)
+
+
+def _task_runs_on_ec2(stack: StackView) -> Iterator[tuple[str, str]]:
+    for service in _services(stack):
+        if service.props.get("launchType") in ("FARGATE", "EXTERNAL"):
+            continue
+        for task_definition in stack.linked(service, "taskDefinition", TASK_DEFINITION):
+            compatibilities = [str(c) for c in as_list(task_definition.props.get("requiresCompatibilities"))]
+            if compatibilities and "EC2" not in compatibilities:
+                yield (f"task definition '{task_definition.name}' requires {', '.join(compatibilities)}, not EC2: "
+                       f"service '{service.name}' on EC2 capacity cannot place it", task_definition.urn)
+            unsized = [str(c.get("name")) for c in container_definitions(task_definition.props)
+                       if not number(c.get("memory")) and not number(c.get("memoryReservation"))]
+            if not number(task_definition.props.get("memory")) and unsized:
+                yield (f"task definition '{task_definition.name}' sets no task memory and containers "
+                       f"{', '.join(unsized)} no memory or memoryReservation: EC2 tasks need one of them",
+                       task_definition.urn)
+            yield from ((message, task_definition.urn) for message in _task_definition_refusals(task_definition))
+
+
+def _task_definition_refusals(task_definition: PolicyResource) -> Iterator[str]:
+    """What RegisterTaskDefinition refuses for EC2: containers asking more memory than the task has, and awsvpc
+    port mappings whose hostPort differs from the containerPort."""
+    containers = container_definitions(task_definition.props)
+    task_memory = number(task_definition.props.get("memory"))
+    asked = sum(number(c.get("memory")) or number(c.get("memoryReservation")) or 0.0 for c in containers)
+    if task_memory and asked > task_memory:
+        yield (f"the containers of task definition '{task_definition.name}' ask {asked:g} MiB, more than the task's "
+               f"{task_memory:g}")
+    if (task_definition.props.get("networkMode") or "bridge") == "awsvpc":
+        for container in containers:
+            for mapping in (as_map(m) for m in as_list(container.get("portMappings"))):
+                host, port = number(mapping.get("hostPort")), number(mapping.get("containerPort"))
+                if host is not None and host != port:
+                    yield (f"container '{container.get('name')}' maps hostPort {host:g} to containerPort "
+                           f"{port if port is None else f'{port:g}'}: with awsvpc they must be equal")
+
+
+def _private_subnet_ids(stack: StackView) -> set[str]:
+    """Subnets known to be private: a VPC component's private subnets, and those tasks or instances use (the
+    pack keeps both off public IPs)."""
+    ids = {str(s) for vpc in stack.of_type(*VPCS) for s in as_list(vpc.props.get("privateSubnetIds"))}
+    ids |= {str(s) for service in _services(stack)
+            for s in as_list(as_map(service.props.get("networkConfiguration")).get("subnets"))}
+    ids |= {str(s) for group in stack.of_type(ASG) for s in as_list(group.props.get("vpcZoneIdentifiers"))}
+    return ids
+
+
+def _internet_facing_in_public_subnets(stack: StackView) -> Iterator[tuple[str, str]]:
+    private = _private_subnet_ids(stack)
+    for lb in stack.of_type(*LOAD_BALANCERS):
+        if truthy(lb.props.get("internal")):
+            continue
+        subnets = [str(s) for s in as_list(lb.props.get("subnets"))]
+        subnets += [str(as_map(m).get("subnetId")) for m in as_list(lb.props.get("subnetMappings"))]
+        inside = sorted(set(subnets) & private)
+        if inside:
+            yield (f"internet-facing load balancer '{lb.name}' is in private subnets ({', '.join(inside)}): without "
+                   "a route to an internet gateway it is unreachable; use the public subnets", lb.urn)
+
+
+def _kms_grants_logs(stack: StackView) -> Iterator[tuple[str, str]]:
+    for group in stack.of_type(LOG_GROUP):
+        for key in stack.linked(group, "kmsKeyId", KMS_KEY):
+            granted = [s for s in statements(key.props.get("policy")) if s.get("Effect") == "Allow"
+                       and any(re.fullmatch(r"logs(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?", p) for p in principals(s))]
+            actions = {str(a).lower() for s in granted for a in as_list(s.get("Action"))}
+            if not all(_grants(actions, a) for a in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")):
+                yield (f"KMS key '{key.name}' encrypts log group '{group.name}' but its policy does not let the "
+                       "CloudWatch Logs service principal use it: creating the log group fails", key.urn)
+
+
+def _access_log_delivery(stack: StackView) -> Iterator[tuple[str, str]]:
+    for lb in stack.of_type(*LOAD_BALANCERS):
+        if not truthy(as_map(lb.props.get("accessLogs")).get("enabled")):
+            continue
+        for bucket in stack.linked(lb, "accessLogs", *BUCKETS):
+            documents = [p.props.get("policy") for p in stack.referrers(bucket, "bucket", BUCKET_POLICY)]
+            delivering = [s for d in documents for s in statements(d) if s.get("Effect") == "Allow"
+                          and {"s3:putobject", "s3:*", "*"} & {str(a).lower() for a in as_list(s.get("Action"))}
+                          and any(p == ELB_LOG_DELIVERY or re.fullmatch(r"(arn:aws[a-z-]*:iam::)?\d{12}(:root)?", p)
+                                  for p in principals(s))]
+            if not delivering:
+                yield (f"access-log bucket '{bucket.name}' of '{lb.name}' has no bucket policy letting ELB log "
+                       f"delivery ({ELB_LOG_DELIVERY} or the region's ELB account) PutObject: the load balancer "
+                       "refuses the access-log setting", bucket.urn)
+            for encryption in stack.referrers(bucket, "bucket", *ENCRYPTION):
+                for rule in as_list(encryption.props.get("rules")):
+                    algorithm = as_map(as_map(rule).get("applyServerSideEncryptionByDefault")).get("sseAlgorithm")
+                    if algorithm not in (None, "AES256"):
+                        yield (f"access-log bucket '{bucket.name}' encrypts with {algorithm}: ELB delivers access "
+                               "logs only to SSE-S3 (AES256) buckets", bucket.urn)
+
+
+def _min_not_above_max(args: ResourceValidationArgs) -> Iterator[str]:
+    low, high = ("minCapacity", "maxCapacity") if args.resource_type == SCALABLE_TARGET else ("minSize", "maxSize")
+    minimum, maximum = number(args.props.get(low)), number(args.props.get(high))
+    if minimum is not None and maximum is not None and maximum < minimum:
+        yield f"{high} {maximum:g} is below {low} {minimum:g}: AWS refuses the range"
+
+
+def _log_group_in_stack(stack: StackView) -> Iterator[tuple[str, str]]:
+    names = {str(g.props.get("name")) for g in stack.of_type(LOG_GROUP) if g.props.get("name")}
+    for task_definition in stack.of_type(TASK_DEFINITION):
+        for container in container_definitions(task_definition.props):
+            config = as_map(container.get("logConfiguration"))
+            group = as_map(config.get("options")).get("awslogs-group")
+            if config.get("logDriver") == "awslogs" and group and str(group) not in names:
+                yield (f"container '{container.get('name')}' of '{task_definition.name}' logs to '{group}', a log "
+                       "group this stack does not create: tasks fail to start, or (with awslogs-create-group) "
+                       "log without retention or encryption", task_definition.urn)
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference ("latest" when none is written), None when pinned by digest."""
+    if "@" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"
+
+
+def _image_pinned(args: ResourceValidationArgs) -> Iterator[str]:
+    for container in container_definitions(args.props):
+        image = str(container.get("image") or "")
+        tag = image_tag(image)
+        if image and tag is not None and tag.lower() in MOVING_TAGS:
+            yield (f"container '{container.get('name')}' runs {image}, a moving tag: every new instance may pull "
+                   "a different build; deploy a version tag or a digest")
+
+
+def _private_subnets_have_egress(args: ResourceValidationArgs) -> Iterator[str]:
+    """On the VPC component's inputs: its outputs (what a stack policy would see) no longer hold the strategy."""
+    props = args.props
+    kinds = {as_map(s).get("type") for s in as_list(props.get("subnetSpecs"))} or {"Public", "Private"}
+    endpoints = " ".join(str(as_map(e).get("serviceName")) for e in as_list(props.get("vpcEndpointSpecs")))
+    if (as_map(props.get("natGateways")).get("strategy") == "None" and "Private" in kinds
+            and not ("ecr.dkr" in endpoints and ".ecs" in endpoints)):
+        yield ("private subnets without NAT gateways or ECS/ECR VPC endpoints: instances there cannot reach ECS "
+               "or pull images")
 
 def _resource(name: str, description: str, types: Iterable[str], check: ResourceCheck,
               remediation: str) -> ResourceValidationPolicy:
@@ -312,6 +546,53 @@ POLICIES: list[Policy] = [
            "The task's CPU, memory and GPUs fit what every instance type behind its capacity providers can schedule "
            "beside the ECS agent. Sources: FN-12.",
            _task_fits_instance_type, "Lower taskCpu/taskMemoryMiB or choose a larger instanceType."),
+    _stack("ecs-instances-join-the-cluster",
+           "Launch templates behind a capacity provider write ECS_CLUSTER to the agent's config and carry an "
+           "instance profile. Sources: BP (ECS container instance bootstrap).",
+           _instances_join_the_cluster, "Write ECS_CLUSTER=<cluster> to /etc/ecs/ecs.config; set an instance profile."),
+    _stack("ecs-roles-have-required-policies",
+           f"The container instances' role has {INSTANCE_ROLE_POLICY}; the execution role has "
+           f"{EXECUTION_ROLE_POLICY} or its ECR pull and log actions. Sources: BP (ECS IAM roles).",
+           _roles_have_required_policies, "Attach the AWS-managed policies with RolePolicyAttachment."),
+    _stack("lb-container-port-exposed",
+           "The service's load balancer targets a container and port the task definition exposes. "
+           "Sources: BP (ECS service load balancing).",
+           _container_port_exposed, "Point loadBalancers at a containerName/containerPort from portMappings."),
+    _stack("ecs-task-runs-on-ec2",
+           "Task definitions of services on EC2 capacity are EC2-compatible, sized in memory (containers within the "
+           "task), and map awsvpc ports one to one. "
+           "Sources: BP (ECS task definitions on EC2).",
+           _task_runs_on_ec2, "Set requires_compatibilities=['EC2'] and task memory."),
+    _stack("alb-internet-facing-in-public-subnets",
+           "Internet-facing load balancers sit in public subnets, never in the private subnets of the tasks, "
+           "instances or VPC. Sources: BP (ELB subnets).",
+           _internet_facing_in_public_subnets, "Give an internet-facing ALB the VPC's public subnets."),
+    _stack("kms-key-grants-cloudwatch-logs",
+           "A KMS key encrypting a log group lets the CloudWatch Logs service principal use it. "
+           "Sources: BP (CloudWatch Logs encryption).",
+           _kms_grants_logs, "Allow logs.<region>.amazonaws.com kms:Encrypt*/Decrypt*/GenerateDataKey* in the key "
+                             "policy, conditioned on the log group ARN."),
+    _stack("alb-access-log-delivery",
+           "An access-log bucket lets ELB log delivery write (bucket policy) and is encrypted with SSE-S3. "
+           "Sources: BP (ALB access logs).",
+           _access_log_delivery, "Allow s3:PutObject to logdelivery.elasticloadbalancing.amazonaws.com (or the "
+                                 "region's ELB account) on <bucket>/<prefix>/AWSLogs/<account>/*; use AES256."),
+    _resource("autoscaling-min-not-above-max",
+              "Scalable targets and Auto Scaling groups have a maximum at or above their minimum. "
+              "Sources: BP (Application Auto Scaling).",
+              [SCALABLE_TARGET, ASG], _min_not_above_max, "Raise maxTaskCount/instanceMaxCount or lower the minimum."),
+    _stack("ecs-log-group-in-stack",
+           "Containers log with awslogs to a log group this stack creates (retention and encryption set). "
+           "Sources: SH ECS.9, CKV_AWS_158.",
+           _log_group_in_stack, "Point awslogs-group at the stack's log group."),
+    _resource("ecs-image-pinned",
+              "Containers run an image by version tag or digest, never latest, no tag or another moving tag. "
+              "Sources: BP (ECS image tags), CKV_AWS_51.",
+              [TASK_DEFINITION], _image_pinned, "Deploy a version tag (image) or a digest (sha256:...)."),
+    _resource("vpc-private-subnets-have-egress",
+              "A new VPC's private subnets reach AWS through NAT gateways or ECS/ECR VPC endpoints. "
+              "Sources: BP (ECS networking).",
+              [AWSX_VPC], _private_subnets_have_egress, "Set natGateways (config) to OnePerAz or Single."),
     _resource("autoscaling-request-count-label",
               "ALBRequestCountPerTarget scaling uses the label app/<lb>/<id>/targetgroup/<tg>/<id>. Sources: FN-13.",
               [SCALING_POLICY], _request_count_label,

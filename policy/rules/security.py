@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pulumi_policy import Policy, PolicyResource, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policy.rules.common import (
+from .common import (
     SECURITY,
     ResourceCheck,
     StackView,
@@ -30,6 +31,7 @@ from policy.rules.common import (
     stack_policy,
     truthy,
 )
+from .shared.secret_patterns import SHELL_REFERENCE, is_secret_name, secret_value_kind, secrets_in_text
 
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE_POLICY = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -52,11 +54,15 @@ ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 ROLE_POLICY_ATTACHMENTS = "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive"
+# The exclusive variants list every managed policy of a role, user or group in `policyArns`.
+EXCLUSIVE_ATTACHMENTS = (ROLE_POLICY_ATTACHMENTS,
+                         "aws:iam/userPolicyAttachmentsExclusive:UserPolicyAttachmentsExclusive",
+                         "aws:iam/groupPolicyAttachmentsExclusive:GroupPolicyAttachmentsExclusive")
 IAM_POLICY_DOCUMENTS = ("aws:iam/policy:Policy", ROLE_POLICY, "aws:iam/userPolicy:UserPolicy",
                         "aws:iam/groupPolicy:GroupPolicy")
 IAM_ATTACHMENTS = (ROLE_POLICY_ATTACHMENT, "aws:iam/policyAttachment:PolicyAttachment",
                    "aws:iam/userPolicyAttachment:UserPolicyAttachment",
-                   "aws:iam/groupPolicyAttachment:GroupPolicyAttachment")
+                   "aws:iam/groupPolicyAttachment:GroupPolicyAttachment", *EXCLUSIVE_ATTACHMENTS)
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 KMS_KEY = "aws:kms/key:Key"
 
@@ -64,15 +70,41 @@ WORLD = ("0.0.0.0/0", "::/0")
 LISTENER_PORTS = (80, 443)
 # TLS 1.2 minimum with TLS 1.3 (SH ELB.17's list): ELBSecurityPolicy-TLS13-1-2-2021-06 and newer variants.
 MODERN_TLS_POLICY = re.compile(r"^ELBSecurityPolicy-TLS13-1-[23]-")
-ADMIN_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(AdministratorAccess|PowerUserAccess|IAMFullAccess)$")
+# AWS-managed policies that grant administrator or full access to a service (AdministratorAccess, PowerUserAccess,
+# IAMFullAccess, AmazonS3FullAccess, AmazonECS_FullAccess, ...), wherever they are attached.
+ADMIN_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(?:[\w+=,.@-]+/)*"
+                          r"(?:AdministratorAccess|PowerUserAccess|\w*FullAccess\w*)$")
 TRUSTED_SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com")
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ECS_ENGINE_AUTH_DATA"
-                         r"|AWS_ACCESS_KEY_ID", re.IGNORECASE)
-ACCESS_KEY_ID = re.compile(r"\b(AKIA|ASIA|A3T[A-Z0-9])[A-Z0-9]{16}\b")
-SECRET_ASSIGNMENT = re.compile(
-    r"\b[A-Za-z0-9_]*(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|ECS_ENGINE_AUTH_DATA)[A-Za-z0-9_]*"
-    r"\s*[=:]\s*\S+", re.IGNORECASE)
-PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+# Actions that take no resource ARN (AWS's service authorization reference lists them with "*" only), so
+# `Resource: "*"` is the only way to grant them; every other action must name its resources (CKV_AWS_355).
+UNRESTRICTABLE_ACTIONS = frozenset(a.lower() for a in (
+    "ecr:GetAuthorizationToken", "sts:GetCallerIdentity", "cloudwatch:PutMetricData", "cloudwatch:GetMetricData",
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+    "ecs:DiscoverPollEndpoint", "ecs:CreateCluster", "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition",
+    "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel", "ec2messages:GetMessages", "ec2messages:AcknowledgeMessage",
+    "ec2messages:SendReply", "ec2messages:GetEndpoint", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+    "s3:ListAllMyBuckets", "kms:ListKeys", "kms:ListAliases", "tag:GetResources", "ssm:DescribeParameters",
+    "logs:DescribeLogGroups", "secretsmanager:ListSecrets", "secretsmanager:GetRandomPassword",
+))
+# Read-only metadata listings: no resource-level permissions for most services, and no data.
+METADATA_ACTION = re.compile(r"^[a-z0-9-]+:(Describe|ListAll|List(?!Bucket|Objects|Multipart))[A-Za-z]*\*?$",
+                             re.IGNORECASE)
+# iam:PassRole beside one of these on any role (`*`) lets the holder run code as any role (CKV_AWS_286).
+RUN_ACTIONS = frozenset(a.lower() for a in (
+    "ecs:RunTask", "ecs:StartTask", "ecs:CreateService", "ecs:UpdateService", "ecs:RegisterTaskDefinition",
+    "ec2:RunInstances", "ec2:RequestSpotInstances", "autoscaling:CreateAutoScalingGroup",
+    "autoscaling:CreateLaunchConfiguration", "lambda:CreateFunction", "lambda:UpdateFunctionConfiguration",
+    "cloudformation:CreateStack", "cloudformation:UpdateStack", "glue:CreateDevEndpoint", "glue:CreateJob",
+    "sagemaker:CreateNotebookInstance", "sagemaker:CreateTrainingJob", "sagemaker:CreateProcessingJob",
+    "codebuild:CreateProject", "datapipeline:CreatePipeline", "batch:SubmitJob", "ec2:CreateLaunchTemplate",
+    "ec2:CreateLaunchTemplateVersion",
+))
+# Linux capabilities that give a container control of the host or its network, as `privileged` does.
+PRIVILEGED_CAPABILITIES = frozenset({
+    "ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_MODULE", "SYS_PTRACE", "SYS_RAWIO", "SYS_BOOT", "SYS_TIME",
+    "DAC_READ_SEARCH", "MAC_ADMIN", "MAC_OVERRIDE", "BPF", "PERFMON", "SYSLOG", "LINUX_IMMUTABLE",
+})
 ROOT_USERS = ("root", "0")
 ONE_YEAR_DAYS = 365
 
@@ -137,9 +169,23 @@ def _asg_multi_az(args: ResourceValidationArgs) -> Iterator[str]:
 
 # --- Launch template --------------------------------------------------------------------------------------
 
+ECS_SETTING = re.compile(r"\b(ECS_[A-Z0-9_]+)=[\"']?([^\s\"']*)")
+
+
+def ecs_config(user_data: str) -> dict[str, str]:
+    """The ECS agent settings user data writes to /etc/ecs/ecs.config (heredoc lines or `echo NAME=value >>`),
+    by name; commented-out lines do not count."""
+    return {name: value for line in user_data.splitlines() if not line.lstrip().startswith("#")
+            for name, value in ECS_SETTING.findall(line)}
+
+
 def _imdsv2(args: ResourceValidationArgs) -> Iterator[str]:
     metadata = as_map(args.props.get("metadataOptions"))
     if metadata.get("httpEndpoint") == "disabled":
+        if ecs_config(decoded_user_data(args.props.get("userData"))):
+            yield ("metadataOptions.httpEndpoint is disabled on an ECS container instance: the ECS agent needs "
+                   "IMDS (identity, region, credentials); keep it enabled with IMDSv2 and block tasks with "
+                   "ECS_AWSVPC_BLOCK_IMDS=true")
         return
     if metadata.get("httpTokens") != "required":
         tokens = metadata.get("httpTokens") or "unset (optional)"
@@ -168,7 +214,10 @@ def _encrypted_ebs(args: ResourceValidationArgs) -> Iterator[str]:
             yield f"EBS volume {device} must set encrypted true"
 
 
-def _decoded_user_data(raw: str) -> str:
+def decoded_user_data(raw: Any) -> str:
+    """User data as text: the provider takes it base64-encoded (`userData`), or as plain text."""
+    if not isinstance(raw, str):
+        return ""
     try:
         return base64.b64decode(raw, validate=True).decode("utf-8", errors="replace")
     except (binascii.Error, ValueError):
@@ -176,16 +225,15 @@ def _decoded_user_data(raw: str) -> str:
 
 
 def _user_data_secrets(args: ResourceValidationArgs) -> Iterator[str]:
-    raw = args.props.get("userData")
-    if not isinstance(raw, str) or not raw:
-        return
-    text = _decoded_user_data(raw)
-    for pattern, what in ((ACCESS_KEY_ID, "an AWS access key ID"), (PRIVATE_KEY, "a private key"),
-                          (SECRET_ASSIGNMENT, "a secret-looking assignment")):
-        found = pattern.search(text)
-        if found:
-            shown = found.group(0).split("=")[0].split(":")[0].strip()[:40]
-            yield f"userData contains {what} ({shown}...): pass secrets through SSM or Secrets Manager"
+    for what in secrets_in_text(decoded_user_data(args.props.get("userData"))):
+        yield f"userData contains {what}: read secrets at boot from SSM Parameter Store or Secrets Manager"
+
+
+def _tasks_blocked_from_imds(args: ResourceValidationArgs) -> Iterator[str]:
+    config = ecs_config(decoded_user_data(args.props.get("userData")))
+    if config and config.get("ECS_AWSVPC_BLOCK_IMDS", "").lower() != "true":
+        yield ("userData must set ECS_AWSVPC_BLOCK_IMDS=true: awsvpc tasks otherwise reach IMDS and the instance "
+               "role's credentials (the hop limit does not stop them)")
 
 
 # --- Task definition --------------------------------------------------------------------------------------
@@ -199,6 +247,12 @@ def _not_privileged(args: ResourceValidationArgs) -> Iterator[str]:
     for label, container in _containers(args):
         if truthy(container.get("privileged")):
             yield f"{label} is privileged: it has root on the instance"
+        linux = as_map(container.get("linuxParameters"))
+        added = {str(c).upper().removeprefix("CAP_") for c in as_list(as_map(linux.get("capabilities")).get("add"))}
+        for capability in sorted(added & PRIVILEGED_CAPABILITIES):
+            yield f"{label} adds the Linux capability {capability}: as good as privileged on the instance"
+        if as_list(linux.get("devices")):
+            yield f"{label} maps host devices (linuxParameters.devices): it reaches the instance's hardware"
 
 
 def _read_only_root(args: ResourceValidationArgs) -> Iterator[str]:
@@ -228,16 +282,38 @@ def _non_root(args: ResourceValidationArgs) -> Iterator[str]:
 def _logging(args: ResourceValidationArgs) -> Iterator[str]:
     for label, container in _containers(args):
         config = as_map(container.get("logConfiguration"))
-        if config.get("logDriver") != "awslogs" or not as_map(config.get("options")).get("awslogs-group"):
-            yield f"{label} must log with the awslogs driver to a log group (logConfiguration)"
+        driver = config.get("logDriver")
+        if driver == "awsfirelens" and any(as_map(c.get("firelensConfiguration"))
+                                           for _, c in _containers(args)):
+            continue  # FireLens: the log router container of the same task ships the logs
+        if driver != "awslogs" or not as_map(config.get("options")).get("awslogs-group"):
+            yield (f"{label} must log with the awslogs driver to a log group, or through a FireLens log router "
+                   "(logConfiguration)")
 
 
 def _environment_secrets(args: ResourceValidationArgs) -> Iterator[str]:
     for label, container in _containers(args):
         for variable in as_list(container.get("environment")):
             name, value = str(as_map(variable).get("name") or ""), str(as_map(variable).get("value") or "")
-            if SECRET_NAME.search(name) or ACCESS_KEY_ID.search(value):
-                yield f"{label} passes {name} as a plain environment variable: use `secrets` (Secrets Manager/SSM)"
+            kind = secret_value_kind(value)
+            if is_secret_name(name) or kind:
+                what = f" ({kind})" if kind else ""
+                yield (f"{label} passes {name}{what} as a plain environment variable: use `secrets` "
+                       "(Secrets Manager/SSM)")
+        for field in ("command", "entryPoint"):
+            for what in _command_secrets([str(part) for part in as_list(container.get(field))]):
+                yield f"{label} has {what} in its {field}: pass it through `secrets` and read it from the environment"
+
+
+def _command_secrets(parts: list[str]) -> list[str]:
+    """Credentials in a command line: what `secrets_in_text` finds, and `--flag value` pairs with a secret flag
+    name (`--hf-token hf_...`), which have no `=` to find."""
+    found = secrets_in_text(" ".join(parts))
+    for flag, value in itertools.pairwise(parts):
+        name = flag.lstrip("-")
+        if flag.startswith("-") and "=" not in flag and is_secret_name(name) and not SHELL_REFERENCE.match(value):
+            found.append(f"a value passed as {flag}")
+    return found
 
 
 def _separate_roles(args: ResourceValidationArgs) -> Iterator[str]:
@@ -276,12 +352,20 @@ def _grace_period_set(args: ResourceValidationArgs) -> Iterator[str]:
 
 
 def _az_spread(args: ResourceValidationArgs) -> Iterator[str]:
+    subnets = as_list(as_map(args.props.get("networkConfiguration")).get("subnets"))
+    if args.props.get("networkConfiguration") is not None and len(set(map(str, subnets))) < 2:
+        yield (f"networkConfiguration.subnets has {len(set(map(str, subnets)))} subnet(s): tasks in one subnet live "
+               "in one availability zone; give the service subnets in two or more")
     if args.props.get("launchType") == "FARGATE" or args.props.get("schedulingStrategy") == "DAEMON":
         return
-    spread = [as_map(s) for s in as_list(args.props.get("orderedPlacementStrategies"))
-              if as_map(s).get("type") == "spread"]
-    if not any(s.get("field") == "attribute:ecs.availability-zone" for s in spread):
+    strategies = [as_map(s) for s in as_list(args.props.get("orderedPlacementStrategies"))]
+    az = [i for i, s in enumerate(strategies)
+          if s.get("type") == "spread" and s.get("field") == "attribute:ecs.availability-zone"]
+    if not az:
         yield "orderedPlacementStrategies must spread on attribute:ecs.availability-zone"
+    elif any(s.get("type") in ("binpack", "random") for s in strategies[:az[0]]):
+        yield ("orderedPlacementStrategies binpack (or random) before spreading across availability zones: tasks "
+               "pack into one zone; put the availability-zone spread first")
 
 
 def _min_two_tasks(args: ResourceValidationArgs) -> Iterator[str]:
@@ -318,6 +402,13 @@ def _https_redirect(stack: StackView) -> Iterator[tuple[str, str]]:
             port = number(listener.props.get("port"))
             yield (f"HTTP listener '{listener.name}' on port {port if port is None else f'{port:g}'} serves plain "
                    "HTTP beside an HTTPS listener instead of redirecting (301) to it", listener.urn)
+
+
+def _https_on_443(args: ResourceValidationArgs) -> Iterator[str]:
+    port, protocol = number(args.props.get("port")), args.props.get("protocol")
+    if port == 443 and protocol in ("HTTP", None):
+        yield ("the listener on port 443 serves plain HTTP: clients expecting TLS get cleartext; use protocol "
+               "HTTPS with a certificate")
 
 
 def _tls_policy(args: ResourceValidationArgs) -> Iterator[str]:
@@ -373,6 +464,23 @@ def _target_group_health_check(args: ResourceValidationArgs) -> Iterator[str]:
         missing += [key for key in ("path", "matcher") if not check.get(key)]
     if missing:
         yield "healthCheck must set " + ", ".join(missing) + " explicitly"
+    errors = _error_codes(str(check.get("matcher") or ""))
+    if errors:
+        yield (f"healthCheck.matcher {check.get('matcher')} counts {errors} as healthy: a target answering client or "
+               "server errors keeps receiving traffic; match 2xx/3xx only")
+
+
+def _error_codes(matcher: str) -> str:
+    """The part of an HTTP matcher ("200", "200,202", "200-299") that accepts 4xx or 5xx, or ""."""
+    accepted = []
+    for part in filter(None, (p.strip() for p in matcher.split(","))):
+        low, _, high = part.partition("-")
+        try:
+            if max(int(low), int(high or low)) >= 400:
+                accepted.append(part)
+        except ValueError:
+            continue  # gRPC matchers (0-99) and malformed values are AWS's to refuse
+    return ",".join(accepted)
 
 
 def _deregistration_delay(args: ResourceValidationArgs) -> Iterator[str]:
@@ -435,6 +543,43 @@ def _ingress_only_through_alb(stack: StackView) -> Iterator[tuple[str, str]]:
                    "balancer's security group", declaring.urn)
 
 
+def _all_ports(props: Mapping[str, Any]) -> bool:
+    protocol = str(props.get("ipProtocol", props.get("protocol", "")))
+    from_port, to_port = _ports(props)
+    return protocol in ("-1", "all") or (from_port in (None, 0, -1) and to_port in (None, 65535, -1))
+
+
+def _unrestricted_egress(args: ResourceValidationArgs) -> Iterator[str]:
+    props, kind = args.props, args.resource_type
+    if kind == SECURITY_GROUP:
+        blocks = [(f"egress[{i}]", as_map(b), "inline") for i, b in enumerate(as_list(props.get("egress")))]
+    elif kind == SG_RULE:
+        blocks = [("the rule", props, "legacy")] if props.get("type") == "egress" else []
+    else:
+        blocks = [("the rule", props, "standalone")]
+    for where, block, style in blocks:
+        if _world_open(block, style) and _all_ports(block):
+            yield (f"{where} allows every port and protocol to the internet: allow only what the workload needs "
+                   "(HTTPS to AWS APIs, the load balancer to the tasks' port)")
+
+
+SUBNET = "aws:ec2/subnet:Subnet"
+SUBNET_INPUTS = ((SERVICE, "networkConfiguration"), (ASG, "vpcZoneIdentifiers"), (LOAD_BALANCERS[0], "subnets"),
+                 (LOAD_BALANCERS[1], "subnets"))
+
+
+def _subnets_span_zones(stack: StackView) -> Iterator[tuple[str, str]]:
+    """Where the subnets are resources of this stack, their availability zones are known: two subnets in one
+    zone are one zone."""
+    for kind, prop in SUBNET_INPUTS:
+        for resource in stack.of_type(kind):
+            subnets = stack.linked(resource, prop, SUBNET)
+            zones = {str(s.props.get("availabilityZone") or s.props.get("availabilityZoneId")) for s in subnets}
+            if subnets and len(zones) < 2:
+                yield (f"'{resource.name}' uses {len(subnets)} subnet(s), all in {', '.join(sorted(zones))}: one "
+                       "zone's outage stops it; use subnets in two or more availability zones", resource.urn)
+
+
 def _rule_descriptions(args: ResourceValidationArgs) -> Iterator[str]:
     if not args.props.get("description"):
         yield "description must say what the group or rule is for"
@@ -467,17 +612,49 @@ def _statements(document: Any) -> list[Mapping[str, Any]]:
     return [as_map(s) for s in as_list(as_map(json_value(document)).get("Statement"))]
 
 
+def _actions(statement: Mapping[str, Any]) -> list[str]:
+    return [str(a) for a in as_list(statement.get("Action"))]
+
+
+def _any_resource(statement: Mapping[str, Any]) -> bool:
+    return "*" in as_list(statement.get("Resource")) or statement.get("NotResource") is not None
+
+
+def _restrictable(action: str) -> bool:
+    return action.lower() not in UNRESTRICTABLE_ACTIONS and not METADATA_ACTION.match(action)
+
+
 def _wildcard_findings(document: Any, where: str) -> Iterator[str]:
-    for index, statement in enumerate(_statements(document)):
-        if statement.get("Effect") != "Allow":
-            continue
+    allowed = [(index, s) for index, s in enumerate(_statements(document)) if s.get("Effect") == "Allow"]
+    for index, statement in allowed:
         if statement.get("NotAction") is not None:
             yield f"{where} statement {index} allows NotAction: it grants everything not listed"
-        for action in as_list(statement.get("Action")):
+        for action in _actions(statement):
             if action in ("*", "*:*"):
                 yield f"{where} statement {index} allows every action (*): administrator access"
-            elif isinstance(action, str) and action.endswith(":*"):
+            elif action.endswith(":*"):
                 yield f"{where} statement {index} allows {action}: every action of the service"
+        if _any_resource(statement):
+            scoped = sorted({a for a in _actions(statement) if a not in ("*", "*:*") and not a.endswith(":*")
+                             and _restrictable(a)})
+            if scoped:
+                yield (f"{where} statement {index} allows {', '.join(scoped)} on every resource (*): name the "
+                       "ARNs these actions may touch")
+    # iam:PassRole on any role beside an action that runs code: the holder runs code as any role in the account.
+    pass_any = any(_any_resource(s) and any(a.lower() in ("iam:passrole", "iam:*") for a in _actions(s))
+                   for _, s in allowed)
+    runs = sorted({a for _, s in allowed for a in _actions(s) if a.lower() in RUN_ACTIONS})
+    if pass_any and runs:
+        yield (f"{where} allows iam:PassRole on every role with {', '.join(runs)}: privilege escalation to any "
+               "role; pass only the roles the workload launches")
+
+
+def _managed_policy_arns(args: ResourceValidationArgs) -> list[str]:
+    """Managed policies a resource attaches: `policyArn` of the attachments, `policyArns` of the exclusive
+    variants, `managedPolicyArns` of a role."""
+    props = args.props
+    return [str(arn) for arn in [props.get("policyArn"), *as_list(props.get("policyArns")),
+                                 *as_list(props.get("managedPolicyArns"))] if arn]
 
 
 def _no_wildcards_or_admin(args: ResourceValidationArgs) -> Iterator[str]:
@@ -487,11 +664,9 @@ def _no_wildcards_or_admin(args: ResourceValidationArgs) -> Iterator[str]:
     elif kind == ROLE:
         for inline in as_list(props.get("inlinePolicies")):
             yield from _wildcard_findings(as_map(inline).get("policy"), f"inline policy {as_map(inline).get('name')}")
-        for arn in as_list(props.get("managedPolicyArns")):
-            if ADMIN_POLICY.match(str(arn)):
-                yield f"managedPolicyArns grants {arn}"
-    elif ADMIN_POLICY.match(str(props.get("policyArn") or "")):
-        yield f"attaches {props.get('policyArn')}: scope the permissions instead"
+    for arn in _managed_policy_arns(args):
+        if ADMIN_POLICY.match(arn):
+            yield f"attaches {arn}: administrator or full access; scope the permissions instead"
 
 
 def _trust_scoped(args: ResourceValidationArgs) -> Iterator[str]:
@@ -570,7 +745,8 @@ POLICIES: list[Policy] = [
             "Sources: SH AutoScaling.2, SH AutoScaling.9.",
             [ASG], _asg_multi_az, "Give the group subnets in two or more AZs and a launch_template."),
     _high("launch-template-imdsv2",
-          "Launch templates require IMDSv2 with a hop limit of 1. "
+          "Launch templates require IMDSv2 with a hop limit of 1; IMDS is disabled only where nothing needs it "
+          "(never on ECS container instances: the agent needs it). "
           "Sources: CKV_AWS_79, CKV_AWS_341, SH EC2.170, SH AutoScaling.3, SH AutoScaling.4.",
           [LAUNCH_TEMPLATE], _imdsv2, "Set metadata_options http_tokens='required', http_put_response_hop_limit=1."),
     _high("launch-template-no-public-ip",
@@ -580,10 +756,18 @@ POLICIES: list[Policy] = [
           "Container instance volumes are encrypted. Sources: CKV_AWS_8, CKV_AWS_189, SH EC2.3.",
           [LAUNCH_TEMPLATE], _encrypted_ebs, "Declare the root block device with ebs.encrypted='true'."),
     _high("launch-template-no-user-data-secrets",
-          "Instance user data holds no secrets. Sources: CKV_AWS_46.",
+          "Instance user data holds no credentials: secret-named assignments, AWS keys, private keys, passwords in "
+          "URLs. Sources: CKV_AWS_46.",
           [LAUNCH_TEMPLATE], _user_data_secrets, "Read secrets at boot from SSM Parameter Store or Secrets Manager."),
-    _high("ecs-no-privileged-containers", "No container runs privileged. Sources: CKV_AWS_334, SH ECS.4.",
-          [TASK_DEFINITION], _not_privileged, "Remove privileged=true from the container definition."),
+    _high("launch-template-blocks-task-imds",
+          "ECS container instances set ECS_AWSVPC_BLOCK_IMDS=true, so awsvpc tasks cannot take the instance "
+          "role's credentials from IMDS. Sources: BP (ECS task IAM roles).",
+          [LAUNCH_TEMPLATE], _tasks_blocked_from_imds, "Write ECS_AWSVPC_BLOCK_IMDS=true to /etc/ecs/ecs.config."),
+    _high("ecs-no-privileged-containers",
+          "No container runs privileged, adds a Linux capability that amounts to privilege (SYS_ADMIN, NET_ADMIN, "
+          "...) or maps host devices. Sources: CKV_AWS_334, SH ECS.4.",
+          [TASK_DEFINITION], _not_privileged,
+          "Remove privileged=true, linuxParameters.capabilities.add and linuxParameters.devices."),
     _medium("ecs-read-only-root-filesystem",
             "Containers run with a read-only root filesystem. Sources: CKV_AWS_336, SH ECS.5.",
             [TASK_DEFINITION], _read_only_root, "Set readOnlyRootFilesystem=true (config) and keep a scratch volume."),
@@ -593,10 +777,12 @@ POLICIES: list[Policy] = [
           [TASK_DEFINITION], _awsvpc, "Set network_mode='awsvpc' and leave pid_mode/ipc_mode unset."),
     _medium("ecs-non-root-user", "Containers run as a non-root user. Sources: SH ECS.20.",
             [TASK_DEFINITION], _non_root, "Set containerUser to a non-root uid[:gid] (config)."),
-    _medium("ecs-logging-configured", "Containers log with awslogs to a log group. Sources: SH ECS.9.",
+    _medium("ecs-logging-configured",
+            "Containers log with awslogs to a log group, or through the task's FireLens log router. Sources: SH ECS.9.",
             [TASK_DEFINITION], _logging, "Set logConfiguration.logDriver='awslogs' with awslogs-group."),
     _high("ecs-no-secrets-in-environment",
-          "Container environments hold no credentials. Sources: SH ECS.8.",
+          "Container environment, command and entryPoint hold no credentials (secret-named variables, AWS keys, "
+          "private keys, passwords in URLs). Sources: SH ECS.8.",
           [TASK_DEFINITION], _environment_secrets, "Move the value to Secrets Manager and reference it in `secrets`."),
     _medium("ecs-separate-task-and-execution-roles",
             "Task definitions use different execution and task roles. Sources: CKV_AWS_249.",
@@ -614,8 +800,10 @@ POLICIES: list[Policy] = [
             "ECS services behind a load balancer set a health-check grace period. Sources: BP.",
             [SERVICE], _grace_period_set, "Set healthCheckGracePeriodSeconds (config) to cover the model's load time."),
     _medium("ecs-service-az-spread",
-            "ECS services spread tasks across availability zones. Sources: BP.",
-            [SERVICE], _az_spread, "Add ordered_placement_strategies spread on attribute:ecs.availability-zone."),
+            "ECS services run in 2+ subnets and spread tasks across availability zones before any binpack. "
+            "Sources: BP.",
+            [SERVICE], _az_spread,
+            "Give the service subnets in 2+ AZs; put spread on attribute:ecs.availability-zone first, binpack after."),
     _medium("ecs-service-min-two-tasks",
             "ECS services run at least two tasks, and autoscaling (scheduled actions included) keeps two. Sources: BP.",
             [SERVICE, SCALABLE_TARGET, SCHEDULED_ACTION], _min_two_tasks,
@@ -626,6 +814,8 @@ POLICIES: list[Policy] = [
                  _https_redirect, tag=SECURITY, severity=Severity.HIGH,
                  remediation="Redirect port 80 (301) to the HTTPS listener: the stack does so when certificateArn "
                              "is set."),
+    _high("alb-https-on-443", "A listener on port 443 uses HTTPS, never plain HTTP. Sources: CKV_AWS_2.",
+          LISTENERS, _https_on_443, "Set protocol='HTTPS' with certificate_arn and a TLS 1.2+/1.3 ssl_policy."),
     _high("alb-modern-tls-policy",
           "HTTPS listeners use a TLS 1.2+/1.3 security policy. Sources: SH ELB.17, CKV_AWS_103.",
           LISTENERS, _tls_policy, "Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' or newer."),
@@ -643,7 +833,8 @@ POLICIES: list[Policy] = [
     _medium("alb-multi-az", "Load balancers span 2+ availability zones. Sources: SH ELB.13.",
             LOAD_BALANCERS, _lb_multi_az, "Give the load balancer subnets in two or more AZs."),
     _medium("target-group-health-check",
-            "Target groups declare an explicit health check. Sources: CKV_AWS_261, BP.",
+            "Target groups declare an explicit health check whose matcher accepts no 4xx/5xx. Sources: CKV_AWS_261, "
+            "BP.",
             TARGET_GROUPS, _target_group_health_check,
             "Set health_check path, matcher, interval, healthy and unhealthy thresholds."),
     _medium("target-group-deregistration-delay",
@@ -655,6 +846,15 @@ POLICIES: list[Policy] = [
                  "SH EC2.19.",
                  _ingress_only_through_alb, tag=SECURITY, severity=Severity.HIGH,
                  remediation="Reference the ALB's security group instead of a CIDR; open only 80/443 on the ALB."),
+    _high("sg-no-unrestricted-egress",
+          "No security group allows egress on every port and protocol to 0.0.0.0/0 or ::/0. Sources: CKV_AWS_382.",
+          [SECURITY_GROUP, EGRESS_RULE, SG_RULE], _unrestricted_egress,
+          "Open only the ports the workload calls (443 to AWS APIs) or reference a security group."),
+    stack_policy("subnets-span-availability-zones",
+                 "Services, Auto Scaling groups and load balancers whose subnets this stack creates use subnets in "
+                 "two or more availability zones. Sources: SH ELB.13, SH AutoScaling.2, BP.",
+                 _subnets_span_zones, tag=SECURITY, severity=Severity.MEDIUM,
+                 remediation="Create one subnet per availability zone and give each resource one per zone."),
     _medium("sg-rule-descriptions", "Security groups and every rule carry a description. Sources: CKV_AWS_23.",
             [SECURITY_GROUP, INGRESS_RULE, EGRESS_RULE, SG_RULE], _rule_descriptions, "Add a description."),
     stack_policy("no-inline-and-standalone-rule-mix",
@@ -663,10 +863,14 @@ POLICIES: list[Policy] = [
                  _one_rule_style, tag=SECURITY, severity=Severity.MEDIUM,
                  remediation="Keep only the standalone resources (SecurityGroupIngressRule, RolePolicyAttachment)."),
     _high("iam-no-wildcard-actions-or-admin",
-          "IAM policies grant no `*` or service-wide actions and no administrator policies. "
-          "Sources: CKV_AWS_1, CKV_AWS_49, CKV_AWS_62, CKV_AWS_63, CKV_AWS_355, SH IAM.1, SH IAM.21.",
+          "IAM policies grant no `*` or service-wide actions, no resource-scoped action on `Resource: *`, no "
+          "iam:PassRole on any role beside actions that run code, and no administrator or *FullAccess managed "
+          "policy through any attachment (roles, users, groups, exclusive attachments). "
+          "Sources: CKV_AWS_1, CKV_AWS_49, CKV_AWS_62, CKV_AWS_63, CKV_AWS_286, CKV_AWS_288, CKV_AWS_290, "
+          "CKV_AWS_355, SH IAM.1, SH IAM.21.",
           [*IAM_POLICY_DOCUMENTS, ROLE, *IAM_ATTACHMENTS], _no_wildcards_or_admin,
-          "List the actions the workload needs; never attach AdministratorAccess/PowerUserAccess/IAMFullAccess."),
+          "List the actions the workload needs on the ARNs it needs; pass only named roles; never attach "
+          "AdministratorAccess, PowerUserAccess or a *FullAccess policy."),
     _high("iam-role-trust-scoped-to-service",
           "IAM roles trust only the ECS tasks or EC2 service principal. Sources: CKV_AWS_60, CKV_AWS_61.",
           [ROLE], _trust_scoped, "Trust ecs-tasks.amazonaws.com or ec2.amazonaws.com with sts:AssumeRole only."),
