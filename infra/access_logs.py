@@ -1,7 +1,13 @@
 """Access logs: the private S3 bucket the ALB writes its access logs to.
 
-ALB log delivery supports only SSE-S3 encryption. Older regions deliver as a regional ELB account, newer
-ones (since 2022) as the `logdelivery.elasticloadbalancing.amazonaws.com` service; the policy allows both.
+ALB log delivery supports only SSE-S3 encryption. Regions opened before August 2022 deliver as a regional ELB
+account; newer ones have none and deliver as the `logdelivery.elasticloadbalancing.amazonaws.com` service
+(Elastic Load Balancing User Guide, "Enable access logs"). The policy always allows the service and, where
+the region has one, its ELB account (`AccessLogsArgs.elb_account_arn`, from infra/regions.json), so access logs
+work in every region; `aws.elb.get_service_account`, used before, fails in the newer ones.
+
+With `retain_on_delete` the bucket outlives the stack together with what keeps it private and bounded: its
+public-access block, ownership, encryption, expiry and policy are retained too, not deleted around it.
 """
 
 import json
@@ -14,21 +20,25 @@ import pulumi_aws as aws
 @dataclass(frozen=True)
 class AccessLogsArgs:
     force_destroy: bool  # delete the bucket with its logs
-    retain_on_delete: bool  # leave the bucket in AWS when the stack is destroyed
+    retain_on_delete: bool  # leave the bucket and its settings in AWS when the stack is destroyed
     expiration_days: int
+    elb_account_arn: str | None = None  # the region's ELB account; None: the log-delivery service only
 
 PREFIX = "alb"
+LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 
-def bucket_policy(bucket_arn: str, elb_account_arn: str, account_id: str) -> str:
+def bucket_policy(bucket_arn: str, elb_account_arn: str | None, account_id: str) -> str:
     log_objects = f"{bucket_arn}/{PREFIX}/AWSLogs/{account_id}/*"
+    elb_account_statement = [
+        {"Sid": "ElbAccountDelivery", "Effect": "Allow", "Principal": {"AWS": elb_account_arn},
+         "Action": "s3:PutObject", "Resource": log_objects},
+    ] if elb_account_arn else []
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "ElbAccountDelivery", "Effect": "Allow", "Principal": {"AWS": elb_account_arn},
-             "Action": "s3:PutObject", "Resource": log_objects},
-            {"Sid": "ElbServiceDelivery", "Effect": "Allow",
-             "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+            *elb_account_statement,
+            {"Sid": "ElbServiceDelivery", "Effect": "Allow", "Principal": {"Service": LOG_DELIVERY_SERVICE},
              "Action": "s3:PutObject", "Resource": log_objects},
             {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
              "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
@@ -47,7 +57,8 @@ class AccessLogs(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AccessLogsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:AccessLogs", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        # What configures the bucket shares its fate: a retained bucket keeps its settings.
+        child = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete)
         invoke = pulumi.InvokeOutputOptions(parent=self)
 
         self.bucket = aws.s3.Bucket(
@@ -76,9 +87,7 @@ class AccessLogs(pulumi.ComponentResource):
             opts=child)
         self.policy = aws.s3.BucketPolicy(
             f"{name}-policy", bucket=self.bucket.id,
-            policy=pulumi.Output.all(
-                self.bucket.arn, aws.elb.get_service_account_output(opts=invoke).arn,
-                aws.get_caller_identity_output(opts=invoke).account_id,
-            ).apply(lambda args: bucket_policy(*args)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]))
+            policy=pulumi.Output.all(self.bucket.arn, aws.get_caller_identity_output(opts=invoke).account_id).apply(
+                lambda values: bucket_policy(values[0], args.elb_account_arn, values[1])),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.public_access_block])))
         self.register_outputs({"bucketName": self.bucket.id})

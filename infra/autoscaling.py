@@ -49,7 +49,6 @@ class Autoscaling(pulumi.ComponentResource):
                  target_group_arn_suffix: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Autoscaling", name, None, opts)
         scaling = svc = args
-        child = pulumi.ResourceOptions(parent=self)
 
         self.target = aws.appautoscaling.Target(
             f"{name}-tasks",
@@ -63,10 +62,20 @@ class Autoscaling(pulumi.ComponentResource):
                                         if scaling.scheduled else None),
         )
 
+        # Application Auto Scaling answers concurrent writes to one scalable target with
+        # ConcurrentUpdateException (hashicorp/terraform-provider-aws#17915, open): each policy and scheduled
+        # action waits for the one before it.
+        previous: list[pulumi.Resource] = [self.target]
+
+        def after_previous(resource: aws.appautoscaling.Policy | aws.appautoscaling.ScheduledAction) -> None:
+            previous[:] = [resource]
+
         def tracking(suffix: str, metric: aws.appautoscaling.
-                     PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs,
-                     target_value: int) -> aws.appautoscaling.Policy:
-            return aws.appautoscaling.Policy(
+                     PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs | None,
+                     target_value: int, custom: aws.appautoscaling.
+                     PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs | None = None,
+                     ) -> aws.appautoscaling.Policy:
+            policy = aws.appautoscaling.Policy(
                 f"{name}-{suffix}",
                 policy_type="TargetTrackingScaling",
                 service_namespace=self.target.service_namespace,
@@ -75,12 +84,15 @@ class Autoscaling(pulumi.ComponentResource):
                 target_tracking_scaling_policy_configuration=aws.appautoscaling.
                 PolicyTargetTrackingScalingPolicyConfigurationArgs(
                     predefined_metric_specification=metric,
+                    customized_metric_specification=custom,
                     target_value=target_value,
                     scale_out_cooldown=scaling.scale_out_cooldown_seconds,
                     scale_in_cooldown=scaling.scale_in_cooldown_seconds,
                 ),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(previous)),
             )
+            after_previous(policy)
+            return policy
 
         metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
         self.request_count_policy = tracking("requests", metric(
@@ -91,29 +103,16 @@ class Autoscaling(pulumi.ComponentResource):
         self.cpu_policy = tracking("cpu", metric(predefined_metric_type="ECSServiceAverageCPUUtilization"),
                                    scaling.cpu_target_percent)
         # Requests in flight per task track what a model task is busy with, whatever each request costs.
-        self.in_flight_policy = aws.appautoscaling.Policy(
-            f"{name}-in-flight",
-            policy_type="TargetTrackingScaling",
-            service_namespace=self.target.service_namespace,
-            scalable_dimension=self.target.scalable_dimension,
-            resource_id=self.target.resource_id,
-            target_tracking_scaling_policy_configuration=aws.appautoscaling.
-            PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                customized_metric_specification=aws.appautoscaling.
-                PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs(
-                    namespace=metrics.NAMESPACE, metric_name=metrics.IN_FLIGHT, statistic="Average",
-                    dimensions=[aws.appautoscaling.
-                                PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationDimensionArgs(
-                                    name=metrics.DIMENSION, value=scaling.metrics_service_name)]),
-                target_value=scaling.in_flight_requests_per_task,
-                scale_out_cooldown=scaling.scale_out_cooldown_seconds,
-                scale_in_cooldown=scaling.scale_in_cooldown_seconds,
-            ),
-            # Application Auto Scaling refuses concurrent changes to one target's policies: one after another.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cpu_policy]),
+        self.in_flight_policy = tracking("in-flight", None, scaling.in_flight_requests_per_task, aws.appautoscaling.
+                                         PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs(
+            namespace=metrics.NAMESPACE, metric_name=metrics.IN_FLIGHT, statistic="Average",
+            dimensions=[aws.appautoscaling.
+                        PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationDimensionArgs(
+                            name=metrics.DIMENSION, value=scaling.metrics_service_name)]),
         ) if scaling.in_flight_requests_per_task else None
-        self.scheduled_actions = [
-            aws.appautoscaling.ScheduledAction(
+
+        def scheduled(suffix: str, schedule: str, low: int, high: int) -> aws.appautoscaling.ScheduledAction:
+            action = aws.appautoscaling.ScheduledAction(
                 f"{name}-{suffix}",
                 service_namespace=self.target.service_namespace,
                 scalable_dimension=self.target.scalable_dimension,
@@ -122,8 +121,13 @@ class Autoscaling(pulumi.ComponentResource):
                 timezone=scaling.schedule_timezone,
                 scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
                     min_capacity=low, max_capacity=high),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(previous)),
             )
+            after_previous(action)
+            return action
+
+        self.scheduled_actions = [
+            scheduled(suffix, schedule, low, high)
             for suffix, schedule, low, high in (
                 ("scale-to-zero", scaling.scale_to_zero_cron, 0, 0),
                 ("scale-up", scaling.scale_up_cron, svc.min_tasks, svc.max_tasks),

@@ -7,9 +7,17 @@ group (several interchangeable types, price-capacity-optimized) sits beside the 
 keep a warm pool of stopped, pre-initialised instances. Destroy does not hang: the groups are
 force-deleted, and Pulumi removes the service, association, capacity providers, groups and cluster in that
 order because each depends on the next.
+
+The set of capacity providers never changes after the first deploy: the service must depend on the
+association (ECS refuses a strategy naming a provider the cluster does not have yet), so Pulumi updates the
+association before the service, and removing a provider the service still uses fails ("is in use and cannot
+be removed", aws/containers-roadmap#631). Adding needs that order, removing the reverse, and one dependency
+graph cannot give both. So the spot group always exists (empty with Spot off, see infra/settings/args.py):
+turning Spot on or off only changes sizes, weights and the strategy.
 """
 
 import base64
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -47,6 +55,9 @@ class CapacityGroupArgs:
     weight: int
     base: int
     warm_pool_min_size: int  # 0: none (AWS allows warm pools only on groups without Spot)
+    # "standard" keeps burstable (t*) instances from billing surplus CPU credits ("unlimited", AWS's launch
+    # default for T3/T4g); None leaves AWS's default. Applied only when every type of the group is burstable.
+    cpu_credits: Literal["standard", "unlimited"] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,17 +79,40 @@ def ami_parameter(instance: InstanceType) -> str:
     return AMI_PARAMETERS["gpu" if instance.gpus else instance.architecture]
 
 
-def ecs_agent_config(cluster_name: str, stop_timeout_seconds: int, group: CapacityGroupArgs) -> dict[str, str]:
+def is_burstable(instance_type: str) -> bool:
+    """T2, T3, T3a, T4g: the types that earn and spend CPU credits."""
+    return bool(re.match(r"^t\d[a-z]*\.", instance_type))
+
+
+# The agent's image clean-up, sized for multi-GB model images. `once` pulls an image the first time a task
+# on the instance needs it and reuses the cached copy afterwards, like `prefer-cached`, but keeps automated
+# clean-up on: AWS turns clean-up off under `prefer-cached`, so every release (a new digest) stayed on disk
+# until the root volume filled up and tasks failed to start. Images in use by a task are never removed.
+IMAGE_CLEANUP = {
+    "ECS_IMAGE_PULL_BEHAVIOR": "once",
+    "ECS_IMAGE_CLEANUP_INTERVAL": "10m",  # look for unused images every 10 minutes (AWS's minimum)
+    # An image pulled this recently stays, so a rollback right after a release still finds it cached.
+    "ECS_IMAGE_MINIMUM_CLEANUP_AGE": "1h",
+    "ECS_NUM_IMAGES_DELETE_PER_CYCLE": "5",
+    # Stopped tasks' containers pin their image; AWS's 3 h keeps every old release for 3 h after a rollout.
+    "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION": "30m",
+}
+
+
+def ecs_agent_config(cluster_name: str, stop_timeout_seconds: int, group: CapacityGroupArgs,
+                     gpu: bool = False) -> dict[str, str]:
     config = {
         "ECS_CLUSTER": cluster_name,
         "ECS_ENABLE_TASK_IAM_ROLE": "true",
         # Tasks must not reach the instance role's credentials through IMDS.
         "ECS_AWSVPC_BLOCK_IMDS": "true",
         "ECS_CONTAINER_STOP_TIMEOUT": f"{stop_timeout_seconds}s",
-        # Model images are large: a cached image starts a task in seconds.
-        "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached",
+        **IMAGE_CLEANUP,
         "ECS_ENABLE_CONTAINER_METADATA": "true",
     }
+    if gpu:
+        # The GPU AMI's agent advertises the GPUs (and tasks can reserve them) only with this set.
+        config["ECS_ENABLE_GPU_SUPPORT"] = "true"
     if group.market == "spot":
         # Drain tasks as soon as the two-minute Spot interruption notice arrives.
         config["ECS_ENABLE_SPOT_INSTANCE_DRAINING"] = "true"
@@ -158,8 +192,11 @@ class Cluster(pulumi.ComponentResource):
         args, suffix, name = self.args, spec.resource_suffix, f"{self.name}-{spec.resource_suffix}"
         spot = spec.market == "spot"
         child = pulumi.ResourceOptions(parent=self)
-        ami_id = aws.ssm.get_parameter_output(name=ami_parameter(args.instance),
-                                              opts=pulumi.InvokeOutputOptions(parent=self)).value
+        # The provider returns `value` as a secret, which makes the whole result secret: a new AMI would show in a
+        # preview only as "[secret]" changed. `insecure_value` is the same public String parameter, meant to be
+        # shown; unsecret it so the diff names the old and the new AMI.
+        ami_id = pulumi.Output.unsecret(aws.ssm.get_parameter_output(
+            name=ami_parameter(args.instance), opts=pulumi.InvokeOutputOptions(parent=self)).insecure_value)
         launch_template = aws.ec2.LaunchTemplate(
             name,
             description=f"ECS container instances ({'Spot' if spot else 'On-Demand'}) of {args.name_prefix}",
@@ -179,8 +216,11 @@ class Cluster(pulumi.ComponentResource):
                 associate_public_ip_address="false", delete_on_termination="true",
                 security_groups=[self.instance_security_group_id])],
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            credit_specification=aws.ec2.LaunchTemplateCreditSpecificationArgs(cpu_credits=spec.cpu_credits)
+            if spec.cpu_credits and all(map(is_burstable, spec.instance_types)) else None,
             user_data=self.cluster.name.apply(
-                lambda cluster_name: user_data(ecs_agent_config(cluster_name, args.stop_timeout_seconds, spec))),
+                lambda cluster_name: user_data(ecs_agent_config(cluster_name, args.stop_timeout_seconds, spec,
+                                                                gpu=bool(args.instance.gpus)))),
             update_default_version=True,
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume",
                                                                           tags=args.tags)],
@@ -196,11 +236,32 @@ class Cluster(pulumi.ComponentResource):
                 launch_template_specification=aws.autoscaling.
                 GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
                     launch_template_id=launch_template.id, version=version),
+                # Sorted: price-capacity-optimized ignores the order, so reordering the setting changes nothing.
                 overrides=[aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
-                           for t in spec.instance_types]),
+                           for t in sorted(spec.instance_types)]),
         ) if spot else None
-        warm_pool = aws.autoscaling.GroupWarmPoolArgs(pool_state="Stopped", min_size=spec.warm_pool_min_size) \
-            if spec.warm_pool_min_size else None
+        # Without max_group_prepared_capacity the pool holds max size minus desired (prod: four, not one); with
+        # it equal to min_size the pool has exactly that size (PutWarmPool). Instances scaled in go back to the
+        # pool stopped instead of being terminated. A pooled instance has not registered with ECS
+        # (ECS_WARM_POOLS_CHECK), so it has pulled no image: it saves the boot, not the image pull.
+        warm_pool = aws.autoscaling.GroupWarmPoolArgs(
+            pool_state="Stopped", min_size=spec.warm_pool_min_size,
+            max_group_prepared_capacity=spec.warm_pool_min_size,
+            instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
+        ) if spec.warm_pool_min_size else None
+        # A new launch-template version (a new AMI, user data, instance type) starts an instance refresh, which
+        # replaces every instance, warm-pool ones included. It launches each replacement before terminating
+        # (min 100%, max 200% healthy), replaces instances ECS protects because they run tasks (`Refresh`), and
+        # ECS managed draining moves their tasks off first, starting replacements before stopping the old
+        # tasks (the service's minimum healthy percent). Instances already on the new version, of a type still
+        # listed, are skipped: adding a Spot type replaces nothing, removing one replaces only its instances.
+        instance_refresh = aws.autoscaling.GroupInstanceRefreshArgs(
+            strategy="Rolling",
+            preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                min_healthy_percentage=100, max_healthy_percentage=200,
+                scale_in_protected_instances="Refresh", skip_matching=True,
+                instance_warmup=str(args.instance_warmup_seconds)),
+        )
         group = aws.autoscaling.Group(
             name,
             vpc_zone_identifiers=self.private_subnet_ids,
@@ -211,6 +272,7 @@ class Cluster(pulumi.ComponentResource):
             mixed_instances_policy=mixed_instances,
             capacity_rebalance=True if spot else None,  # replace Spot instances at risk before they go
             warm_pool=warm_pool,
+            instance_refresh=instance_refresh,
             force_delete_warm_pool=True if warm_pool else None,
             protect_from_scale_in=True,
             force_delete=True,

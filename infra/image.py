@@ -6,6 +6,11 @@ needs QEMU binfmt on the build host, e.g. `docker run --privileged --rm tonistii
 and pushes it under the `image` tag, logged in with a short-lived ECR token. The task runs the pushed image
 by digest (`<repository>@sha256:...`), so a build that changes the image changes the task definition and
 ECS rolls out a new revision; an unchanged build context is not rebuilt.
+
+Previews never build (`build_on_preview=False`): a preview on a machine or CI runner without Docker works,
+and a pull-request preview costs no build. The ECR token is fetched on every program run, so `pulumi up`
+always logs in with a fresh one; `pulumi refresh` alone would reuse the token saved in state, which ECR
+expires after 12 hours (pulumi/pulumi-docker-build#121): refresh with `pulumi refresh --run-program`.
 """
 
 from dataclasses import dataclass
@@ -49,6 +54,7 @@ class Image(pulumi.ComponentResource):
             platforms=[docker_build.Platform(args.platform)],
             tags=[repository.repository_url.apply(lambda url: f"{url}:{tag}")],
             push=True,
+            build_on_preview=False,
             registries=[docker_build.RegistryArgs(
                 address=repository.repository_url.apply(registry_address),
                 username=token.user_name,

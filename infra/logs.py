@@ -1,4 +1,8 @@
-"""Logging: the model server's CloudWatch log group, optionally encrypted with a rotated KMS key."""
+"""Logging: the model server's CloudWatch log group, optionally encrypted with a rotated KMS key.
+
+With `retain_on_delete` (prod) both outlive `pulumi destroy`, like the registry and the access-log bucket: the
+logs stay readable until their retention expires; delete the key and group by hand when no longer needed.
+"""
 
 import json
 from dataclasses import dataclass
@@ -13,6 +17,8 @@ class LoggingArgs:
     retention_days: int
     kms_encryption: bool
     kms_deletion_window_days: int
+    # Leave the log group and its key in AWS when the stack is destroyed (the key stays to read the logs).
+    retain_on_delete: bool = False
 
 
 def log_key_policy(partition: str, account_id: str, region: str) -> str:
@@ -46,7 +52,7 @@ class Logging(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LoggingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Logging", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete)
         invoke = pulumi.InvokeOutputOptions(parent=self)
 
         self.key = None

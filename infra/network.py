@@ -5,8 +5,10 @@ ALB's group. Every rule is a standalone resource with a description, never an in
 mixes the two styles (they overwrite each other).
 """
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -31,8 +33,18 @@ class NetworkArgs:
     container_port: int
 
 
+def ingress_rule_name(name: str, port: int, cidr: str) -> str:
+    """Keyed by content, `<name>-alb-in-443-203.0.113.0_24` (the CIDR as ipaddress writes it)."""
+    return f"{name}-alb-in-{port}-{str(ipaddress.IPv4Network(cidr)).replace('/', '_')}"
+
+
+def route_table_ids(tables: Sequence[aws.ec2.RouteTable]) -> Any:  # an Output of the ids
+    return pulumi.Output.all(*[table.id for table in tables])
+
+
 class Network(pulumi.ComponentResource):
     vpc: awsx.ec2.Vpc | None
+    s3_endpoint: aws.ec2.VpcEndpoint | None  # only in a VPC the stack creates
     vpc_id: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[Sequence[str]]
     private_subnet_ids: pulumi.Output[Sequence[str]]
@@ -49,6 +61,7 @@ class Network(pulumi.ComponentResource):
 
         if net.existing_vpc_id:
             self.vpc = None
+            self.s3_endpoint = None
             self.vpc_id = pulumi.Output.from_input(net.existing_vpc_id)
             self.public_subnet_ids = pulumi.Output.from_input(list(net.existing_public_subnet_ids))
             self.private_subnet_ids = pulumi.Output.from_input(list(net.existing_private_subnet_ids))
@@ -71,6 +84,19 @@ class Network(pulumi.ComponentResource):
             self.vpc_id = self.vpc.vpc_id
             self.public_subnet_ids = self.vpc.public_subnet_ids
             self.private_subnet_ids = self.vpc.private_subnet_ids
+            # Image layers come from S3: through a gateway endpoint (free) instead of the NAT gateway, which
+            # bills every GB of multi-GB model images. An existing VPC keeps its own routing (it may already
+            # have one; a second S3 endpoint on the same route tables is refused).
+            region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+            self.s3_endpoint = aws.ec2.VpcEndpoint(
+                f"{name}-s3",
+                vpc_id=self.vpc_id,
+                service_name=pulumi.Output.concat("com.amazonaws.", region, ".s3"),
+                vpc_endpoint_type="Gateway",
+                route_table_ids=self.vpc.route_tables.apply(route_table_ids),
+                tags={"Name": f"{net.name_prefix}-s3"},
+                opts=child,
+            )
 
         def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
             return aws.ec2.SecurityGroup(f"{name}-{suffix}", description=description, vpc_id=self.vpc_id,
@@ -81,13 +107,17 @@ class Network(pulumi.ComponentResource):
         self.instance_security_group = group("instances", "ECS container instances: no inbound, HTTPS out")
 
         port = net.container_port
+        # One rule per listener port and CIDR, named by both: adding, removing or reordering a CIDR creates or
+        # deletes only its own rules. Earlier versions named them by list position; the alias adopts such a
+        # rule under its new name on the first `pulumi up`, so the upgrade replaces nothing.
         self.ingress_rules = [
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-alb-in-{listener_port}-{index}",
+                ingress_rule_name(name, listener_port, cidr),
                 security_group_id=self.alb_security_group.id,
                 description=f"Clients to the load balancer on {listener_port} from {cidr}",
                 ip_protocol="tcp", from_port=listener_port, to_port=listener_port, cidr_ipv4=cidr,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, aliases=[
+                    pulumi.Alias(name=f"{name}-alb-in-{listener_port}-{index}")]),
             )
             for listener_port in net.listener_ports
             for index, cidr in enumerate(net.ingress_cidrs)

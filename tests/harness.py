@@ -36,6 +36,7 @@ REGION = "us-east-1"
 AMI_ID = "ami-0123456789abcdef0"
 ELB_ACCOUNT_ARN = "arn:aws:iam::127311923021:root"
 ECR_PASSWORD = "mock-ecr-password"
+VPC_ROUTE_TABLES = [f"rtb-0{i:016d}" for i in range(12)]
 
 
 def image_digest(name: str) -> str:
@@ -59,6 +60,7 @@ class Registered:
     delete_before_replace: bool
     ignore_changes: list[str]
     remote: bool
+    aliases: list[str] = field(default_factory=list)  # the names of the alias specs (earlier logical names)
 
     def __getitem__(self, key: str) -> Any:
         return self.inputs[key]
@@ -135,12 +137,19 @@ class _Mocks(mocks.Mocks):
             "vpcId": "vpc-0123456789abcdef0",
             "publicSubnetIds": [f"subnet-0public{i:010d}" for i in range(zones)],
             "privateSubnetIds": [f"subnet-0privat{i:010d}" for i in range(zones)],
+            # awsx outputs its route tables as resource references (one per subnet).
+            "routeTables": [{rpc._special_sig_key: rpc._special_resource_sig, "id": route_table_id,
+                             "urn": f"urn:pulumi:mock::{PROJECT}::aws:ec2/routeTable:RouteTable::{route_table_id}"}
+                            for route_table_id in VPC_ROUTE_TABLES[:2 * zones]],
         }
 
     def call(self, args: mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         self.run.invokes.append((args.token, dict(args.args)))
         results: dict[str, dict[str, Any]] = {
-            "aws:ssm/getParameter:getParameter": {"name": args.args.get("name"), "type": "String", "value": AMI_ID},
+            "aws:ssm/getParameter:getParameter": {
+                "name": args.args.get("name"), "type": "String", "insecureValue": AMI_ID,
+                # The provider marks `value` secret whatever the parameter's type: a diff shows only [secret].
+                "value": rpc.wrap_rpc_secret(AMI_ID)},
             "aws:index/getRegion:getRegion": {"region": REGION, "name": REGION, "id": REGION},
             "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": ACCOUNT_ID, "id": ACCOUNT_ID},
             "aws:index/getPartition:getPartition": {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"},
@@ -175,13 +184,19 @@ class _RecordingMonitor(mocks.MockMonitor):
             resource_id=request.importId, custom=request.custom or False))
         with self.lock:
             self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+            recorded = state
+            if request.type == "awsx:ec2:Vpc":
+                for ref in state["routeTables"]:  # resolvable when the program reads them (a `get` by URN)
+                    self.resources[ref["urn"]] = mocks.MockMonitor.ResourceRegistration(ref["urn"], ref["id"], {})
+                # Recorded as URNs, as an analyzer (the policy pack) sees resource references.
+                recorded = {**state, "routeTables": [ref["urn"] for ref in state["routeTables"]]}
             self.run.resources.append(Registered(
-                type=request.type, name=request.name, urn=urn, inputs=inputs, state=state, parent=request.parent,
+                type=request.type, name=request.name, urn=urn, inputs=inputs, state=recorded, parent=request.parent,
                 dependencies=list(request.dependencies),
                 property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
                 provider=request.provider, protect=bool(request.protect), retain_on_delete=request.retainOnDelete,
                 delete_before_replace=request.deleteBeforeReplace, ignore_changes=list(request.ignoreChanges),
-                remote=request.remote))
+                remote=request.remote, aliases=[alias.spec.name for alias in request.aliases]))
         obj = _sync_await(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 

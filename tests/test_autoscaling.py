@@ -1,5 +1,7 @@
 """Service autoscaling: the scalable target and its two target-tracking policies."""
 
+import itertools
+
 import pytest
 
 from infra.autoscaling import request_count_label
@@ -43,3 +45,14 @@ def test_cpu_policy_and_cooldowns(run: StackRun) -> None:
     assert cpu["targetValue"] == 60
     for config in (cpu, policy(run, "ALBRequestCountPerTarget")):
         assert (config["scaleOutCooldown"], config["scaleInCooldown"]) == (60, 300)
+
+
+def test_policies_and_scheduled_actions_are_written_one_after_another(dev: StackRun, prod: StackRun) -> None:
+    """Parallel writes to one scalable target fail with ConcurrentUpdateException (terraform-provider-aws#17915)."""
+    for run, scheduled in ((dev, 2), (prod, 0)):
+        target = run.one("aws:appautoscaling/target:Target")
+        actions = run.of_type("aws:appautoscaling/scheduledAction:ScheduledAction")
+        chain = [target, *run.of_type(POLICY), *actions]
+        assert len(chain) == 3 + scheduled
+        for before, after in itertools.pairwise(chain):
+            assert before.urn in after.dependencies, f"{after.name} does not wait for {before.name}"

@@ -1,5 +1,6 @@
 """High-throughput capacity: real instance data, the capacity plan, GPUs, Spot, warm pools, schedules."""
 
+import base64
 import gzip
 import importlib.util
 import json
@@ -13,7 +14,7 @@ from infra.cluster import AMI_PARAMETERS
 from infra.instance_types import DATA_FILE, InstanceType, instance_types
 from infra.settings import SettingsError
 from tests.harness import StackRun, run_stack, run_stack_expecting_error
-from tests.test_settings import error
+from tests.test_settings import args_of, error
 from tools.instance_types import describe
 
 GPU_STACK = {"instanceType": "g5.2xlarge", "instanceRootVolumeGiB": 150, "gpusPerTask": 1, "sharedMemoryMiB": 2048,
@@ -97,9 +98,10 @@ def test_gpu_stack_uses_the_gpu_ami_and_reserves_gpus() -> None:
     run = run_stack("dev", overrides=GPU_STACK)
     assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["gpu"]}) in run.invokes
     assert AMI_PARAMETERS["gpu"] == "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
-    (template,) = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    template, _empty_spot = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     assert template["instanceType"] == "g5.2xlarge"
     assert template["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 150
+    assert "ECS_ENABLE_GPU_SUPPORT=true\n" in base64.b64decode(template["userData"]).decode()
     c = container(run)
     assert c["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
     assert c["linuxParameters"]["sharedMemorySize"] == 2048
@@ -185,3 +187,21 @@ def test_a_plan_that_cannot_place_the_maximum_is_refused_before_any_resource() -
     assert ("model-serving:maxTaskCount = 40: cannot be placed: the strategy puts 29 tasks on the spot provider, "
             "whose c6i.2xlarge holds 3 (limited by cpu, memory, network interfaces) and whose spotMaxCount is 6, "
             "so at most 18 fit") in str(raised)
+
+
+@pytest.mark.parametrize(("stack", "overrides", "refused"), [
+    ("prod", {"deregistrationDelaySeconds": 60, "containerStopTimeoutSeconds": 60}, True),  # prod before the fix
+    ("prod", {"deregistrationDelaySeconds": 50, "containerStopTimeoutSeconds": 40}, False),  # 90: the budget
+    ("dev", {"deregistrationDelaySeconds": 61, "containerStopTimeoutSeconds": 30}, True),  # dev runs all on Spot
+    ("dev", {"deregistrationDelaySeconds": 300, "spotInstanceTypes": [], "spotMaxCount": 0, "spotWeight": 0,
+             "onDemandWeight": 1, "instanceMaxCount": 2}, False),  # no Spot, no notice to fit in
+])
+def test_spot_drain_must_fit_the_two_minute_interruption_notice(stack: str, overrides: dict[str, Any],
+                                                               refused: bool) -> None:
+    expected = ("deregistrationDelaySeconds = {}: plus containerStopTimeoutSeconds ({}) must be at most 90 when "
+                "tasks run on Spot").format(overrides["deregistrationDelaySeconds"],
+                                            overrides.get("containerStopTimeoutSeconds", 30))
+    if refused:
+        assert expected in error(stack, **overrides)
+    else:
+        args_of(stack, **overrides)

@@ -79,7 +79,7 @@ def test_instances_get_no_public_ip_and_the_instance_group(run: StackRun, kind: 
     assert template["iamInstanceProfile"]["arn"] == run.one("aws:iam/instanceProfile:InstanceProfile").state["arn"]
 
 
-@pytest.mark.parametrize(("stack", "stop_timeout", "warm_pool"), [("dev", "30s", False), ("prod", "60s", True)])
+@pytest.mark.parametrize(("stack", "stop_timeout", "warm_pool"), [("dev", "30s", False), ("prod", "40s", True)])
 def test_user_data_configures_the_ecs_agent(stack: str, stop_timeout: str, warm_pool: bool,
                                             request: pytest.FixtureRequest) -> None:
     run = request.getfixturevalue(stack)
@@ -88,7 +88,12 @@ def test_user_data_configures_the_ecs_agent(stack: str, stop_timeout: str, warm_
         "ECS_ENABLE_TASK_IAM_ROLE": "true",
         "ECS_AWSVPC_BLOCK_IMDS": "true",
         "ECS_CONTAINER_STOP_TIMEOUT": stop_timeout,
-        "ECS_IMAGE_PULL_BEHAVIOR": "prefer-cached",
+        # `once`, not `prefer-cached`: AWS turns image clean-up off under prefer-cached and disks fill up.
+        "ECS_IMAGE_PULL_BEHAVIOR": "once",
+        "ECS_IMAGE_CLEANUP_INTERVAL": "10m",
+        "ECS_IMAGE_MINIMUM_CLEANUP_AGE": "1h",
+        "ECS_NUM_IMAGES_DELETE_PER_CYCLE": "5",
+        "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION": "30m",
         "ECS_ENABLE_CONTAINER_METADATA": "true",
     }
     on_demand = {**common, "ECS_WARM_POOLS_CHECK": "true"} if warm_pool else common
@@ -139,7 +144,7 @@ def test_spot_group_mixes_interchangeable_types_price_capacity_optimized(stack: 
                                                "spotAllocationStrategy": "price-capacity-optimized"}
     assert policy["launchTemplate"]["launchTemplateSpecification"] == {"launchTemplateId": f"{template.name}-id",
                                                                        "version": "1"}
-    assert [o["instanceType"] for o in policy["launchTemplate"]["overrides"]] == types
+    assert [o["instanceType"] for o in policy["launchTemplate"]["overrides"]] == sorted(types)
     assert "instanceType" not in template.inputs and "launchTemplate" not in asg.inputs
     assert asg["capacityRebalance"] is True
     assert "warmPool" not in asg.inputs  # AWS refuses warm pools on Spot groups
@@ -147,7 +152,9 @@ def test_spot_group_mixes_interchangeable_types_price_capacity_optimized(stack: 
 
 def test_prod_on_demand_group_keeps_a_warm_pool_dev_none(dev: StackRun, prod: StackRun) -> None:
     asg = group(prod, ASG, "instances")
-    assert asg["warmPool"] == {"poolState": "Stopped", "minSize": 1}
+    # The pool holds exactly minSize (not max size minus desired), and scaled-in instances go back to it.
+    assert asg["warmPool"] == {"poolState": "Stopped", "minSize": 1, "maxGroupPreparedCapacity": 1,
+                               "instanceReusePolicy": {"reuseOnScaleIn": True}}
     assert asg["forceDeleteWarmPool"] is True
     assert "warmPool" not in group(dev, ASG, "instances").inputs
 
@@ -211,3 +218,24 @@ def test_destroy_order_is_service_association_provider_group_cluster(run: StackR
                          if a["role"] == role.state["name"]]
     assert len(instance_policies) == 2
     assert all(run.depends_on(asg, policy) for policy in instance_policies)  # the service: tests/test_service.py
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_new_launch_template_version_refreshes_every_instance_through_ecs_draining(run: StackRun,
+                                                                                     kind: str) -> None:
+    asg, provider = group(run, ASG, kind), group(run, CP, kind)
+    assert asg["instanceRefresh"] == {"strategy": "Rolling", "preferences": {
+        "minHealthyPercentage": 100, "maxHealthyPercentage": 200, "scaleInProtectedInstances": "Refresh",
+        "skipMatching": True, "instanceWarmup": "300"}}
+    # The refresh is triggered by the version, which changes with every template change (a new AMI included).
+    assert run.depends_on(asg, group(run, LT, kind))
+    assert provider["autoScalingGroupProvider"]["managedDraining"] == "ENABLED"
+
+
+@pytest.mark.parametrize(("stack", "credits"), [("dev", {"cpuCredits": "standard"}), ("prod", None)])
+def test_dev_burstable_groups_use_standard_cpu_credits(stack: str, credits: dict[str, str] | None,
+                                                       request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    # dev's On-Demand group is all t3.medium; its Spot group mixes in m5/m6 types, so AWS's defaults apply.
+    assert group(run, LT, "instances").get("creditSpecification") == credits
+    assert "creditSpecification" not in group(run, LT, "spot").inputs

@@ -27,6 +27,7 @@ def test_dev_builds_app_and_the_task_runs_the_pushed_digest(dev: StackRun) -> No
     build = dev.one(BUILD_TYPE)
     assert dev.by_urn(build.parent).type == "model-serving:infra:Image"
     assert build["push"] is True
+    assert build["buildOnPreview"] is False  # a preview needs no Docker and builds nothing
     assert build["context"] == {"location": "app"}
     assert build["dockerfile"] == {"location": "app/Dockerfile"}
     assert build["platforms"] == ["linux/amd64"]

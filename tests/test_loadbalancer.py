@@ -4,9 +4,12 @@ import json
 
 import pytest
 
+from infra.access_logs import bucket_policy
 from infra.loadbalancer import TLS_POLICY
+from infra.settings.args import elb_account_arn
 from tests.conftest import CERTIFICATE
 from tests.harness import ELB_ACCOUNT_ARN, StackRun
+from tests.test_settings import args_of
 
 LB = "aws:lb/loadBalancer:LoadBalancer"
 TG = "aws:lb/targetGroup:TargetGroup"
@@ -25,7 +28,7 @@ def test_alb_is_public_hardened_and_protected_in_prod(stack: str, protected: boo
     assert lb["idleTimeout"] == idle
 
 
-@pytest.mark.parametrize(("stack", "delay"), [("dev", 30), ("prod", 60)])
+@pytest.mark.parametrize(("stack", "delay"), [("dev", 30), ("prod", 45)])
 def test_target_group_is_ip_with_the_tuned_health_check(stack: str, delay: int,
                                                         request: pytest.FixtureRequest) -> None:
     tg = request.getfixturevalue(stack).one(TG)
@@ -85,3 +88,39 @@ def test_prod_without_a_certificate_warns_that_it_serves_plain_http(prod: StackR
                                                                     dev: StackRun) -> None:
     assert any("environmentClass prod without certificateArn" in w for w in prod.warnings)
     assert not any("certificateArn" in w for w in prod_variant.warnings + dev.warnings)
+
+
+def test_prod_destroy_keeps_the_log_bucket_with_what_keeps_it_private_and_bounded(prod: StackRun) -> None:
+    bucket = prod.one("aws:s3/bucket:Bucket")
+    children = [r for r in prod.resources if r.parent == bucket.parent and r.type.startswith("aws:s3/")]
+    assert {r.type.split(":")[-1] for r in children} == {
+        "Bucket", "BucketPublicAccessBlock", "BucketOwnershipControls", "BucketServerSideEncryptionConfiguration",
+        "BucketLifecycleConfiguration", "BucketPolicy"}
+    assert all(r.retain_on_delete for r in children)
+    assert prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"][0][
+        "expiration"] == {"days": 365}
+
+
+def test_access_logs_need_no_elb_account_lookup(prod: StackRun) -> None:
+    """aws.elb.get_service_account fails in regions opened after August 2022 and stopped the whole program."""
+    assert not [token for token, _ in prod.invokes if token.startswith("aws:elb/")]
+
+
+@pytest.mark.parametrize(("region", "elb_account"), [
+    ("us-east-1", "arn:aws:iam::127311923021:root"),
+    ("us-gov-west-1", "arn:aws-us-gov:iam::048591011584:root"),
+    ("ap-south-2", None),  # Hyderabad, opened November 2022: the log-delivery service only
+    ("ap-east-2", None),
+])
+def test_bucket_policy_uses_the_elb_account_only_where_the_region_has_one(region: str,
+                                                                         elb_account: str | None) -> None:
+    assert elb_account_arn(region) == elb_account
+    statements = json.loads(bucket_policy("arn:aws:s3:::logs", elb_account, "123456789012"))["Statement"]
+    writers = [st["Principal"] for st in statements if st["Effect"] == "Allow"]
+    service = {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+    assert writers == ([{"AWS": elb_account}, service] if elb_account else [service])
+
+
+def test_access_logs_are_allowed_in_a_region_without_an_elb_account() -> None:
+    logs = args_of("prod", **{"aws:region": "ap-east-2"}).load_balancer.access_logs
+    assert logs is not None and logs.elb_account_arn is None

@@ -1,6 +1,6 @@
 """Network: VPC per environment, existing-VPC mode, and the security-group chain."""
 
-from tests.harness import StackRun
+from tests.harness import REGION, VPC_ROUTE_TABLES, StackRun
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -82,3 +82,14 @@ def test_every_rule_is_standalone_and_described(run: StackRun) -> None:
         assert group["description"]
     for rule in run.of_type(INGRESS) + run.of_type(EGRESS):
         assert len(rule["description"]) > 10, rule.name
+
+
+def test_a_new_vpc_pulls_image_layers_through_an_s3_gateway_endpoint(run: StackRun, dev_variant: StackRun) -> None:
+    """Not through the NAT gateway, which bills every GB of every multi-GB model image pull."""
+    endpoint = run.one("aws:ec2/vpcEndpoint:VpcEndpoint")
+    zones = {"dev": 2, "prod": 3}[run.stack]
+    assert (endpoint["vpcEndpointType"], endpoint["serviceName"]) == ("Gateway", f"com.amazonaws.{REGION}.s3")
+    assert endpoint["vpcId"] == run.one("awsx:ec2:Vpc").state["vpcId"]
+    assert endpoint["routeTableIds"] == VPC_ROUTE_TABLES[:2 * zones]  # every route table awsx made, private ones too
+    assert dev_variant.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") == []  # an existing VPC keeps its own routing
+

@@ -110,7 +110,8 @@ def new_violations(run: StackRun) -> set[str]:
 
 CONFIG_FLIPS: list[tuple[dict[str, Any], set[str]]] = [
     ({"containerInsights": False}, {"ecs-container-insights"}),
-    ({"deregistrationDelaySeconds": 300}, {"target-group-deregistration-delay"}),
+    # Without tasks on Spot: validation refuses a drain longer than the Spot interruption notice.
+    ({"deregistrationDelaySeconds": 300, "spotWeight": 0}, {"target-group-deregistration-delay"}),
     ({"albAccessLogs": False}, {"alb-access-logs"}),
     ({"logKmsEncryption": False}, {"log-group-kms"}),
     ({"logRetentionDays": 30}, {"log-group-retention-one-year"}),
@@ -224,7 +225,7 @@ def open_tasks_to_the_world(run: StackRun) -> None:
 
 
 def alb_open_on_ssh(run: StackRun) -> None:
-    edit(run, INGRESS, lambda p: p.update(fromPort=22.0, toPort=22.0), "model-serving-prod-alb-in-80-0")
+    edit(run, INGRESS, lambda p: p.update(fromPort=22.0, toPort=22.0), "model-serving-prod-alb-in-80-0.0.0.0_0")
 
 
 def scale_to_zero_at_night(run: StackRun) -> None:

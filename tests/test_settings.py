@@ -225,10 +225,11 @@ def test_on_demand_and_spot_are_two_groups_of_one_description_named_as_in_the_ca
         "spot", settings.spot_instance_types, settings.spot_max_count, settings.spot_weight, 0)
 
 
-def test_without_spot_types_there_is_only_the_on_demand_group() -> None:
-    groups = args_of("dev", spotInstanceTypes=[], spotMaxCount=0, spotWeight=0, onDemandWeight=1,
-                     instanceMaxCount=2).cluster.groups
-    assert [group.name for group in groups] == ["onDemand"]
+def test_without_spot_types_the_spot_group_stays_empty_with_the_on_demand_type() -> None:
+    on_demand, spot = args_of("dev", spotInstanceTypes=[], spotMaxCount=0, spotWeight=0, onDemandWeight=1,
+                              instanceMaxCount=2).cluster.groups
+    assert (spot.name, spot.instance_types, spot.min_size, spot.max_size, spot.weight, spot.base) == (
+        "spot", on_demand.instance_types, 0, 0, 0, 0)
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [

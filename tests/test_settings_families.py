@@ -262,8 +262,6 @@ def test_spot_type_list_within_the_quota_passes() -> None:
     ({"aws:region": "us-east-7"}, "aws:region = 'us-east-7': is not an AWS region"),
     ({"aws:region": "us-west-1", "availabilityZoneCount": 3},
      "model-serving:availabilityZoneCount = 3: must be at most 2, the Availability Zones of us-west-1"),
-    ({"aws:region": "ap-east-2", "albAccessLogs": True},
-     "model-serving:albAccessLogs = true: needs a region opened before August 2022"),
     ({"containerEnvironment": ["PORT=9000"]}, "model-serving:containerEnvironment = 'PORT=9000': must match "
                                               "containerPort (8080)"),
     ({"containerEnvironment": ["HOST=127.0.0.1"]}, "model-serving:containerEnvironment = 'HOST=127.0.0.1': must be "
@@ -350,7 +348,9 @@ def test_the_server_writes_its_temp_files_on_the_scratch_volume(overrides: dict[
 
 @pytest.mark.parametrize(("overrides", "keepalive", "graceful"), [
     ({}, "65", "25"),
-    ({"albIdleTimeoutSeconds": 300, "containerStopTimeoutSeconds": 120}, "305", "115"),
+    # Not on Spot: a 120 s stop does not fit the two-minute interruption notice.
+    ({"albIdleTimeoutSeconds": 300, "containerStopTimeoutSeconds": 120, "spotWeight": 0, "onDemandWeight": 1,
+      "instanceMaxCount": 2}, "305", "115"),
     ({"containerStopTimeoutSeconds": 2}, "65", "1"),
     ({"containerStopTimeoutSeconds": 6}, "65", "3"),
     ({"containerEnvironment": ["KEEPALIVE_SECONDS=90", "GRACEFUL_TIMEOUT=10"]}, "90", "10"),

@@ -76,7 +76,8 @@ def test_a_stack_without_a_stack_file_runs_on_the_defaults() -> None:
     staging = staging_defaults()
     assert json.loads(staging.one("pulumi:providers:aws")["defaultTags"])["tags"]["environment"] == "dev"
     assert staging.one("aws:ecs/service:Service")["desiredCount"] == 1
-    assert staging.one("aws:ec2/launchTemplate:LaunchTemplate")["instanceType"] == "t3.medium"
+    on_demand, empty_spot = staging.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert on_demand["instanceType"] == "t3.medium" and empty_spot.name.endswith("-spot")
 
 
 def test_a_prod_like_staging_stack_is_chosen_by_setting_not_by_name() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IMAGE_DIGEST, IMAGE_URI, TASK_POLICY
-from tests.harness import REGION, StackRun, run_stack
+from tests.harness import ACCOUNT_ID, REGION, StackRun, run_stack
 
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
 
@@ -55,7 +55,7 @@ def test_container_serves_the_configured_port_with_a_health_check(run: StackRun)
     assert check["command"] == ["CMD-SHELL", "python -c \"import urllib.request; "
                                 "urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)\" || exit 1"]
     assert check["startPeriod"] == {"dev": 60, "prod": 120}[run.stack]
-    assert c["stopTimeout"] == {"dev": 30, "prod": 60}[run.stack]
+    assert c["stopTimeout"] == {"dev": 30, "prod": 40}[run.stack]
 
 
 def test_container_health_check_can_be_switched_off(dev_variant: StackRun) -> None:
@@ -103,8 +103,11 @@ def test_execution_and_task_roles_are_separate_and_scoped(run: StackRun) -> None
     assert task["taskRoleArn"] == task_role.state["arn"]
     assert task["executionRoleArn"] != task["taskRoleArn"]
     for r in (execution, task_role):
-        principal = json.loads(r["assumeRolePolicy"])["Statement"][0]["Principal"]
-        assert principal == {"Service": "ecs-tasks.amazonaws.com"}
+        (trust,) = json.loads(r["assumeRolePolicy"])["Statement"]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        # Confused deputy: only this account's ECS, in this region, may assume the role for a task.
+        assert trust["Condition"] == {"ArnLike": {"aws:SourceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT_ID}:*"},
+                                      "StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}
     assert attached(run, execution.state["name"]) == {
         "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}
     assert attached(run, task_role.state["name"]) == set()
@@ -121,6 +124,8 @@ def test_log_group_retention_and_encryption(stack: str, days: int, kms: bool, re
     assert group["retentionInDays"] == days
     assert group["namePrefix"] == f"/ecs/model-serving-{stack}/"
     keys = [key for key in run.of_type("aws:kms/key:Key") if key.name.endswith("-logs")]
+    # prod's logs (and the key that decrypts them) outlive `pulumi destroy`, like its images and access logs.
+    assert [r.retain_on_delete for r in (group, *keys)] == [stack == "prod"] * (1 + len(keys))
     if kms:
         (key,) = keys
         assert group["kmsKeyId"] == key.state["arn"]

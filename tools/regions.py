@@ -5,8 +5,8 @@
 
 Per region: its partition, how many Availability Zones an account can use there (`availabilityZoneCount`
 must not exceed it; null where AWS does not publish it) and the account ELB delivers access logs from
-(`albAccessLogs`; null for regions opened after August 2022, which pulumi-aws's getServiceAccount does not
-know). The region list comes from botocore's partition data; the two columns from AWS's documentation:
+(`albAccessLogs`; null for regions opened after August 2022, where the log-delivery service principal
+delivers them instead). The region list comes from botocore's partition data; the two columns from AWS's documentation:
 https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html and
 https://docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html
 """

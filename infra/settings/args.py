@@ -5,7 +5,7 @@ protect the ALB, ...). A new setting is declared in `model.py` and handed to its
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -19,6 +19,7 @@ from infra.logs import LoggingArgs
 from infra.metrics import metrics_environment
 from infra.network import HTTP_PORT, HTTPS_PORT, NetworkArgs
 from infra.observability import AlarmThresholds, ObservabilityArgs, deployment_alarm_names
+from infra.regions import regions
 from infra.registry import RegistryArgs
 from infra.service import ServiceArgs
 from infra.settings.model import Settings
@@ -42,16 +43,26 @@ class StackArgs:
 
 
 def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
-    """The onDemand group, then the spot group when Spot types are set (names as in the capacity plan)."""
+    """The onDemand group, then the spot group (names as in the capacity plan).
+
+    The spot group and its capacity provider exist even with Spot off (empty: size 0, weight 0, the
+    On-Demand type as a placeholder), so turning Spot on or off never changes the cluster's providers: ECS
+    refuses to disassociate a provider while the service still uses it, and Pulumi would update the
+    association before the service (infra/cluster.py says why the order cannot be reversed).
+    """
+    # dev: no surprise bills for `unlimited` burstable credits; prod keeps AWS's default.
+    credits: Literal["standard"] | None = None if s.is_prod else "standard"
     on_demand = CapacityGroupArgs(
         name="onDemand", resource_suffix="instances", provider_suffix="", market="on-demand",
         instance_types=(s.instance_type,), min_size=s.instance_min_count, max_size=s.instance_max_count,
-        weight=s.on_demand_weight, base=s.on_demand_base_tasks, warm_pool_min_size=s.warm_pool_min_size)
+        weight=s.on_demand_weight, base=s.on_demand_base_tasks, warm_pool_min_size=s.warm_pool_min_size,
+        cpu_credits=credits)
     spot = CapacityGroupArgs(
         name="spot", resource_suffix="spot", provider_suffix="-spot", market="spot",
-        instance_types=s.spot_instance_types, min_size=s.spot_min_count, max_size=s.spot_max_count,
-        weight=s.spot_weight, base=0, warm_pool_min_size=0)
-    return (on_demand, spot) if s.spot else (on_demand,)
+        instance_types=s.spot_instance_types or (s.instance_type,), min_size=s.spot_min_count if s.spot else 0,
+        max_size=s.spot_max_count if s.spot else 0, weight=s.spot_weight if s.spot else 0, base=0,
+        warm_pool_min_size=0, cpu_credits=credits)
+    return (on_demand, spot)
 
 
 # The reference server's keep-alive must outlast the ALB's idle timeout, and its graceful shutdown must end
@@ -105,6 +116,13 @@ def alarm_thresholds(s: Settings) -> AlarmThresholds:
         latency_objective_ms=s.latency_objective_ms or LATENCY_OBJECTIVE_MS[s.environment_class],
         cpu_percent=s.alarm_cpu_percent, memory_percent=s.alarm_memory_percent)
 
+def elb_account_arn(region_name: str) -> str | None:
+    """The ELB account that delivers access logs in regions opened before August 2022 (infra/regions.json)."""
+    region = regions().get(region_name)
+    if region is None or region.elb_log_account is None:
+        return None  # a newer region: the log-delivery service principal alone
+    return f"arn:{region.partition}:iam::{region.elb_log_account}:root"
+
 
 def component_args(s: Settings) -> StackArgs:
     prod = s.is_prod  # every dev/prod difference is spelled out below, and nowhere else
@@ -121,10 +139,14 @@ def component_args(s: Settings) -> StackArgs:
             # prod: tags cannot be overwritten, and the images a running prod depends on outlive the stack
             # (`pulumi destroy` still completes); dev's repository goes with its images.
             immutable_tags=prod, force_delete=not prod, retain_on_delete=prod,
-            keep_tagged_images=s.ecr_keep_tagged_images, untagged_expiry_days=s.ecr_untagged_expiry_days),
+            keep_tagged_images=s.ecr_keep_tagged_images, untagged_expiry_days=s.ecr_untagged_expiry_days,
+            # prod: release images are never expired inside the rollback window; dev stays aggressive.
+            release_tag_pattern=s.ecr_release_tag_pattern if prod else None,
+            keep_release_images=s.ecr_keep_release_images),
         logging=LoggingArgs(
             name_prefix=s.name_prefix, retention_days=s.log_retention_days, kms_encryption=s.log_kms_encryption,
-            kms_deletion_window_days=30 if prod else 7),
+            kms_deletion_window_days=30 if prod else 7,
+            retain_on_delete=prod),  # prod's logs and their key outlive the stack, like its images
         cluster=ClusterArgs(
             name_prefix=s.name_prefix, tags=s.tags, container_insights=s.container_insights, instance=s.instance,
             root_volume_gib=s.instance_root_volume_gib, stop_timeout_seconds=s.container_stop_timeout_seconds,
@@ -146,7 +168,8 @@ def component_args(s: Settings) -> StackArgs:
             name_prefix=s.name_prefix, idle_timeout_seconds=s.alb_idle_timeout_seconds, deletion_protection=prod,
             # prod keeps its access logs when the stack is destroyed; dev deletes them with the bucket.
             access_logs=AccessLogsArgs(force_destroy=not prod, retain_on_delete=prod,
-                                       expiration_days=s.log_retention_days) if s.alb_access_logs else None,
+                                       expiration_days=s.log_retention_days,
+                                       elb_account_arn=elb_account_arn(s.region)) if s.alb_access_logs else None,
             certificate_arn=s.certificate_arn, target_port=s.container_port,
             deregistration_delay_seconds=s.deregistration_delay_seconds, health_check_path=s.health_check_path,
             health_check_matcher=s.health_check_matcher,

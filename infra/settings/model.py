@@ -143,6 +143,7 @@ def is_cidr_text(value: str, min_prefix: int = 0, max_prefix: int = 32) -> bool:
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                       2557, 2922, 3288, 3653)
 ECR_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+RELEASE_TAG_PATTERN = re.compile(r"^[A-Za-z0-9_*][A-Za-z0-9._*-]{0,127}$")
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 IMAGE_URI = re.compile(
     r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[a-f0-9]{64})$")
@@ -249,6 +250,13 @@ class _Registry(BaseModel):
                                         "most recent tagged images.")
     ecr_untagged_expiry_days: Int = Field(3, ge=1, le=365, description="The ECR lifecycle policy expires untagged "
                                           "images after this many days.")
+    ecr_release_tag_pattern: Annotated[str, checked(Check(
+        lambda v: bool(RELEASE_TAG_PATTERN.match(v)) and v.count("*") <= 4,
+        "must be an ECR tag pattern: tag characters and at most four * wildcards, e.g. v*"))] = Field(
+        "v*", description="Tags of releases. prod-like stacks keep the last ecrKeepReleaseImages images with such a "
+        "tag whatever else is pushed (the rollback window), and deploy only such tags.")
+    ecr_keep_release_images: Int = Field(100, ge=1, le=1000, description="Release images a prod-like stack's "
+                                         "lifecycle policy keeps: how many releases back a rollback can go.")
 
 
 class _Capacity(BaseModel):
@@ -375,9 +383,8 @@ class _LoadBalancer(BaseModel):
     alb_idle_timeout_seconds: Int = Field(60, ge=1, le=4000, description="ALB idle timeout; must exceed the "
                                           "slowest inference request. The task sets the server's KEEPALIVE_SECONDS "
                                           "5 s above it.")
-    alb_access_logs: Bool = Field(False, description="Write ALB access logs to an S3 bucket the stack creates. "
-                                  "Needs a region opened before August 2022 (pulumi-aws knows the ELB log account "
-                                  "of those only).")
+    alb_access_logs: Bool = Field(False, description="Write ALB access logs to an S3 bucket the stack creates "
+                                  "(any region: newer ones deliver through the log-delivery service).")
     health_check_path: Annotated[str, checked(Check(
         lambda v: bool(HTTP_PATH.match(v)), "must be an HTTP path starting with / (at most 1024 characters)"))] \
         = Field("/health", description="HTTP path of the ALB and container health checks.")

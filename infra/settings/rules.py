@@ -3,6 +3,7 @@
 They run on a `Settings` whose every key already passed its own checks (infra/settings/model.py).
 """
 
+import fnmatch
 import ipaddress
 import json
 import re
@@ -63,6 +64,8 @@ def check_consistency(r: Errors, s: Settings) -> None:
     _check_network(r, s)
     _check_image_build(r, s)
     _check_observability(r, s)
+    _check_spot_drain_time(r, s)
+    _check_release_tag(r, s)
     if s.is_prod:
         _check_prod(r, s)
     check_deploy_time_facts(r, s)
@@ -293,9 +296,6 @@ def _check_region(r: Errors, s: Settings) -> None:
             and s.availability_zone_count > region.availability_zones:
         r.fail("availabilityZoneCount", s.availability_zone_count,
                f"must be at most {region.availability_zones}, the Availability Zones of {s.region}")
-    if s.alb_access_logs and region.elb_log_account is None:
-        r.fail("albAccessLogs", True, f"needs a region opened before August 2022: pulumi-aws knows no ELB "
-               f"log-delivery account for {s.region}")
     if s.certificate_arn:
         certificate_region = s.certificate_arn.split(":")[3]
         if certificate_region != s.region:
@@ -390,3 +390,31 @@ def _check_observability(r: Errors, s: Settings) -> None:
         if email.lower() in seen:
             r.fail("alarmEmails", email, "must not list an address twice")
         seen.add(email.lower())
+
+
+# Spot gives two minutes' notice (EC2 User Guide, "Spot Instance interruption notices"). ECS then drains the
+# instance (ECS_ENABLE_SPOT_INSTANCE_DRAINING): the ALB deregisters each task for deregistrationDelaySeconds,
+# then the container gets SIGTERM and containerStopTimeoutSeconds before SIGKILL. Both must fit in the notice
+# with a margin for the notice to reach ECS and for ECS to start replacement tasks.
+SPOT_NOTICE_SECONDS = 120
+SPOT_DRAIN_MARGIN_SECONDS = 30
+
+
+def _check_spot_drain_time(r: Errors, s: Settings) -> None:
+    if not (s.spot and s.spot_weight):
+        return
+    budget = SPOT_NOTICE_SECONDS - SPOT_DRAIN_MARGIN_SECONDS
+    if s.deregistration_delay_seconds + s.container_stop_timeout_seconds > budget:
+        r.fail("deregistrationDelaySeconds", s.deregistration_delay_seconds,
+               f"plus containerStopTimeoutSeconds ({s.container_stop_timeout_seconds}) must be at most {budget} "
+               f"when tasks run on Spot (spotWeight {s.spot_weight}): the two-minute interruption notice less "
+               f"{SPOT_DRAIN_MARGIN_SECONDS} s for ECS to react, or in-flight requests are cut off")
+
+
+def _check_release_tag(r: Errors, s: Settings) -> None:
+    # prod's lifecycle policy protects release tags only; any other tag of its repository falls under "keep the
+    # last ecrKeepTaggedImages", which knows nothing of what the service runs.
+    tag = s.image_ref.reference
+    if s.is_prod and tag and not tag.startswith("sha256:") and not fnmatch.fnmatchcase(tag, s.ecr_release_tag_pattern):
+        r.fail("image", tag, f"must match ecrReleaseTagPattern ({s.ecr_release_tag_pattern}) with environmentClass "
+               "prod: the lifecycle policy keeps release tags for rollbacks and may expire any other tag")
