@@ -25,6 +25,7 @@ class AccessLogsArgs:
     elb_account_arn: str | None = None  # the region's ELB account; None: the log-delivery service only
 
 PREFIX = "alb"
+ABORT_INCOMPLETE_UPLOADS_DAYS = 7
 LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 
@@ -83,7 +84,11 @@ class AccessLogs(pulumi.ComponentResource):
                 id="expire-access-logs", status="Enabled",
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{PREFIX}/"),
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
-                    days=args.expiration_days))],
+                    days=args.expiration_days),
+                # A delivery cut off mid-upload leaves parts that are billed but never listed (CKV_AWS_300).
+                abort_incomplete_multipart_upload=aws.s3.
+                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=ABORT_INCOMPLETE_UPLOADS_DAYS))],
             opts=child)
         self.policy = aws.s3.BucketPolicy(
             f"{name}-policy", bucket=self.bucket.id,

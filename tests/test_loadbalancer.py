@@ -97,8 +97,9 @@ def test_prod_destroy_keeps_the_log_bucket_with_what_keeps_it_private_and_bounde
         "Bucket", "BucketPublicAccessBlock", "BucketOwnershipControls", "BucketServerSideEncryptionConfiguration",
         "BucketLifecycleConfiguration", "BucketPolicy"}
     assert all(r.retain_on_delete for r in children)
-    assert prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"][0][
-        "expiration"] == {"days": 365}
+    (rule,) = prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"]
+    assert rule["expiration"] == {"days": 365}
+    assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}  # cut-off deliveries are not kept
 
 
 def test_access_logs_need_no_elb_account_lookup(prod: StackRun) -> None:

@@ -347,6 +347,8 @@ VIOLATIONS: list[tuple[str, Edit]] = [
         {"Statement": [ELB_DELIVERY, TLS_ONLY, {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
                                                 "Resource": "arn:aws:s3:::logs/*"}]}))),
     ("s3-bucket-baseline", lambda s: props(s, "bucket_block").update(restrictPublicBuckets=False)),
+    ("s3-bucket-baseline", lambda s: props(s, "bucket_expiry").update(
+        rules=[{"id": "expire", "status": "Enabled", "expiration": {"days": 365.0}}])),  # no multipart abort
     ("ecs-instances-join-the-cluster", lambda s: props(s, "spot_lt").update(
         userData=user_data(ECS_USER_DATA.replace("ECS_CLUSTER=ms\n", "")))),
     ("ecs-roles-have-required-policies", lambda s: props(s, "instance_attach").update(

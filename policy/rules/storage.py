@@ -94,9 +94,14 @@ def _bucket_baseline(stack: StackView) -> Iterator[tuple[str, str]]:
             yield f"{name} accepts plain HTTP: its bucket policy must deny aws:SecureTransport false", bucket.urn
         rules = [as_map(r) for c in _bucket_parts(stack, bucket, *LIFECYCLE) for r in as_list(c.props.get("rules"))]
         rules += [as_map(r) for r in as_list(bucket.props.get("lifecycleRules"))]
-        if not any(str(r.get("status", "Enabled")) == "Enabled" or truthy(r.get("enabled")) for r in rules):
+        enabled = [r for r in rules if str(r.get("status", "Enabled")) == "Enabled" or truthy(r.get("enabled"))]
+        if not enabled:
             yield (f"{name} has no enabled lifecycle rule: objects and incomplete uploads are kept (and billed) "
                    "forever", bucket.urn)
+        elif not any(as_map(r.get("abortIncompleteMultipartUpload")).get("daysAfterInitiation")
+                     or r.get("abortIncompleteMultipartUploadDays") for r in enabled):
+            yield (f"{name} has no lifecycle rule that aborts incomplete multipart uploads: their parts are billed "
+                   "and never listed", bucket.urn)
 
 
 POLICIES: list[Policy] = [
@@ -111,8 +116,10 @@ POLICIES: list[Policy] = [
     stack_policy(
         "s3-bucket-baseline",
         "S3 buckets have a full public-access block, default encryption, a TLS-only bucket policy and an enabled "
-        "lifecycle rule. Sources: CKV2_AWS_6, SH S3.8, CKV_AWS_19, SH S3.5, CKV2_AWS_61.",
+        "lifecycle rule that also aborts incomplete multipart uploads. Sources: CKV2_AWS_6, SH S3.8, CKV_AWS_19, "
+        "SH S3.5, CKV2_AWS_61, CKV_AWS_300.",
         _bucket_baseline, tag=SECURITY, severity=Severity.HIGH,
         remediation="Add BucketPublicAccessBlock (all true), BucketServerSideEncryptionConfiguration, a bucket policy "
-                    "denying aws:SecureTransport false and a BucketLifecycleConfiguration."),
+                    "denying aws:SecureTransport false and a BucketLifecycleConfiguration with "
+                    "abortIncompleteMultipartUpload."),
 ]
