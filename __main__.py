@@ -14,9 +14,10 @@ from infra.loadbalancer import LoadBalancer
 from infra.logs import Logging
 from infra.network import Network
 from infra.registry import Registry
+from infra.release import Release
 from infra.service import Service
 from infra.settings import load_settings
-from infra.settings.args import component_args
+from infra.settings.args import component_args, deployment_extra_tasks, deployment_strategy, transition_step
 from infra.task import Task
 
 settings = load_settings()
@@ -43,6 +44,17 @@ task = Task(name, args.task, image=image, log_group_name=logs.log_group.name, op
 load_balancer = LoadBalancer(name, args.load_balancer, vpc_id=network.vpc_id,
                              public_subnet_ids=network.public_subnet_ids,
                              security_group_id=network.alb_security_group.id, opts=opts)
+# Blue/green, linear and canary releases: alternate target group, listener rules, test listener, release check.
+release = None
+if args.release:
+    # The release check leaves the VPC through the NAT gateways: their addresses may reach the test listener.
+    nat_ips = (network.vpc.eips.apply(lambda eips: pulumi.Output.all(*[eip.public_ip for eip in eips or []]))
+               if network.vpc else [])
+    release = Release(name, args.release, load_balancer=load_balancer, load_balancer_args=args.load_balancer,
+                      vpc_id=network.vpc_id, alb_security_group_id=network.alb_security_group.id,
+                      private_subnet_ids=network.private_subnet_ids, nat_public_ips=nat_ips, opts=opts)
+if transition_step(settings):
+    pulumi.log.warn(f"deploymentStrategy: {transition_step(settings)}")
 service = Service(
     name, args.service,
     cluster_arn=cluster.cluster.arn,
@@ -53,7 +65,8 @@ service = Service(
     task_security_group_id=network.task_security_group.id,
     # Waiting for a component waits for all its resources: the capacity-provider association and instance
     # policies, the listeners, the execution and task role policies (infra/service.py says why).
-    depends_on=[cluster, load_balancer, task],
+    depends_on=[cluster, load_balancer, task, *([release] if release else [])],
+    release=release.traffic if release else None,
     opts=opts,
 )
 Autoscaling(name, args.autoscaling, cluster_name=cluster.cluster.name, service_name=service.service.name,
@@ -72,5 +85,10 @@ pulumi.export("capacityProviderName", on_demand.capacity_provider.name)
 if spot:
     pulumi.export("spotAutoScalingGroupName", spot.auto_scaling_group.name)
     pulumi.export("spotCapacityProviderName", spot.capacity_provider.name)
-pulumi.export("capacityPlan", {plan.name: plan.as_output() for plan in settings.capacity_plan()})
+pulumi.export("capacityPlan", {plan.name: plan.as_output()
+                               for plan in settings.capacity_plan(deployment_extra_tasks(settings))})
+pulumi.export("deploymentStrategy", deployment_strategy(settings))
+if release:
+    pulumi.export("testListenerUrl", pulumi.Output.concat("http://", load_balancer.load_balancer.dns_name, ":",
+                                                         str(settings.test_listener_port)))
 pulumi.export("logGroupName", logs.log_group.name)

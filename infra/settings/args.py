@@ -4,6 +4,7 @@ Components never see `Settings` or `environmentClass`; they get explicit values 
 protect the ALB, ...). A new setting is declared in `model.py` and handed to its component here.
 """
 
+import math
 from dataclasses import dataclass
 
 from infra.access_logs import AccessLogsArgs
@@ -14,7 +15,8 @@ from infra.loadbalancer import LoadBalancerArgs
 from infra.logs import LoggingArgs
 from infra.network import HTTP_PORT, HTTPS_PORT, NetworkArgs
 from infra.registry import RegistryArgs
-from infra.service import ServiceArgs
+from infra.release import ReleaseArgs, ReleaseCheckArgs
+from infra.service import DeploymentArgs, ServiceArgs
 from infra.settings.model import Settings
 from infra.task import ContainerArgs, TaskArgs
 
@@ -30,6 +32,7 @@ class StackArgs:
     load_balancer: LoadBalancerArgs
     service: ServiceArgs
     autoscaling: AutoscalingArgs
+    release: ReleaseArgs | None = None  # None: a ROLLING service with no traffic-shifting resources
 
 
 def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
@@ -43,6 +46,51 @@ def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
         instance_types=s.spot_instance_types, min_size=s.spot_min_count, max_size=s.spot_max_count,
         weight=s.spot_weight, base=0, warm_pool_min_size=0)
     return (on_demand, spot) if s.spot else (on_demand,)
+
+
+SHIFTING = ("BLUE_GREEN", "LINEAR", "CANARY")
+
+
+def deployment_strategy(s: Settings) -> str:
+    """The strategy the stack asks for: prod-like stacks release by canary (a bad model meets a tenth of the
+    traffic, then rolls back); dev keeps rolling updates (one set of tasks, fast iterations)."""
+    return s.deployment_strategy or ("CANARY" if s.is_prod else "ROLLING")
+
+
+def service_strategy(s: Settings) -> str:
+    """The strategy this update gives the service. ECS switches a load-balanced service between ROLLING and the
+    shifting strategies only once the load balancer's advancedConfiguration is in place (entering) and while it
+    stays (leaving: either target group may hold production), so such a change runs ROLLING for one update."""
+    target, previous = deployment_strategy(s), s.previous_deployment_strategy or deployment_strategy(s)
+    return "ROLLING" if (target == "ROLLING") != (previous == "ROLLING") else target
+
+
+def traffic_shifting(s: Settings) -> bool:
+    """Whether the stack holds the alternate target group, listener rules, test listener and roles."""
+    return deployment_strategy(s) in SHIFTING or s.previous_deployment_strategy in SHIFTING
+
+
+def transition_step(s: Settings) -> str:
+    """What a two-update strategy change does in this update ("" when none is under way)."""
+    target, running = deployment_strategy(s), service_strategy(s)
+    if running == target:
+        return ""
+    if target in SHIFTING:
+        return (f"step 1 of 2 towards {target}: the service stays ROLLING while the alternate target group, listener "
+                "rules and test listener are added; once this update is done, remove previousDeploymentStrategy and "
+                "run pulumi up again")
+    return ("step 1 of 2 towards ROLLING: the service switches to ROLLING and keeps the alternate target group and "
+            "listener rules, as either target group may hold production; once the production listener rule forwards "
+            "100% to the primary target group, remove previousDeploymentStrategy and run pulumi up again")
+
+
+def deployment_extra_tasks(s: Settings) -> int:
+    """Tasks a deployment at maxTaskCount starts beside the running ones: a rolling update up to
+    deploymentMaximumPercent, a shifting strategy a whole green revision (ECS starts all of green before it moves
+    any traffic, canary and linear included)."""
+    rolling = math.ceil(s.max_task_count * s.deployment_maximum_percent / 100) - s.max_task_count
+    shifting = s.max_task_count if {service_strategy(s), deployment_strategy(s)} & set(SHIFTING) else 0
+    return max(rolling, shifting)
 
 
 def component_args(s: Settings) -> StackArgs:
@@ -96,11 +144,20 @@ def component_args(s: Settings) -> StackArgs:
             desired_count=s.desired_task_count,
             deployment_minimum_healthy_percent=s.deployment_minimum_healthy_percent,
             deployment_maximum_percent=s.deployment_maximum_percent,
-            health_check_grace_period_seconds=s.health_check_grace_period_seconds, container_port=s.container_port),
+            health_check_grace_period_seconds=s.health_check_grace_period_seconds, container_port=s.container_port,
+            deployment=DeploymentArgs(
+                strategy=service_strategy(s), bake_minutes=s.deployment_bake_minutes, canary_percent=s.canary_percent,
+                canary_bake_minutes=s.canary_bake_minutes, linear_step_percent=s.linear_step_percent,
+                linear_step_bake_minutes=s.linear_step_bake_minutes) if traffic_shifting(s) else None),
         autoscaling=AutoscalingArgs(
             min_tasks=s.min_task_count, max_tasks=s.max_task_count,
             requests_per_target_per_minute=s.requests_per_target_per_minute,
             cpu_target_percent=s.cpu_target_percent, scale_out_cooldown_seconds=s.scale_out_cooldown_seconds,
             scale_in_cooldown_seconds=s.scale_in_cooldown_seconds, scale_to_zero_cron=s.scale_to_zero_cron,
             scale_up_cron=s.scale_up_cron, schedule_timezone=s.schedule_timezone),
+        release=ReleaseArgs(
+            name_prefix=s.name_prefix, test_listener_port=s.test_listener_port, test_cidrs=s.test_listener_cidrs,
+            check=ReleaseCheckArgs(min_accuracy_percent=s.release_check_min_accuracy_percent,
+                                   p99_ms=s.release_check_p99_ms, log_retention_days=s.log_retention_days)
+            if service_strategy(s) in SHIFTING else None) if traffic_shifting(s) else None,
     )

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 from infra.instance_types import instance_types, schedulable
+from infra.network import HTTP_PORT, HTTPS_PORT
+from infra.settings.args import deployment_extra_tasks, deployment_strategy, traffic_shifting
 from infra.settings.model import Settings
 
 # The port the reference server built from app/ listens on unless PORT is set (app/Dockerfile).
@@ -56,6 +58,7 @@ def check_consistency(r: Errors, s: Settings) -> None:
     _check_image_build(r, s)
     if s.is_prod:
         _check_prod(r, s)
+    _check_release(r, s)
 
 
 def _check_instance_fit(r: Errors, s: Settings) -> None:
@@ -109,7 +112,7 @@ def _check_capacity_providers(r: Errors, s: Settings) -> None:
                f"must not exceed instanceMaxCount ({s.instance_max_count})")
     if r:
         return
-    for provider in s.capacity_plan():
+    for provider in s.capacity_plan(deployment_extra_tasks(s)):
         keys = ("instanceMaxCount", "instanceType") if provider.name == "onDemand" else ("spotMaxCount",
                                                                                           "spotInstanceTypes")
         if provider.tasks_per_instance == 0:
@@ -117,7 +120,8 @@ def _check_capacity_providers(r: Errors, s: Settings) -> None:
                    f"{s.task_memory_mib} MiB and {s.gpus_per_task} GPUs ({provider.binding_limit} runs out)")
         elif not provider.placeable:
             r.fail("maxTaskCount", s.max_task_count,
-                   f"cannot be placed: the strategy puts {provider.tasks_at_max} tasks on the {provider.name} "
+                   f"cannot be placed: a {deployment_strategy(s)} deployment at the maximum peaks at "
+                   f"{provider.tasks_at_peak} tasks on the {provider.name} "
                    f"provider, whose {provider.instance_type} holds {provider.tasks_per_instance} (limited by "
                    f"{provider.binding_limit}) and whose {keys[0]} is {provider.max_instances}, so at most "
                    f"{provider.tasks_per_instance * provider.max_instances} fit")
@@ -179,3 +183,13 @@ def _check_prod(r: Errors, s: Settings) -> None:
     if s.image_ref.reference == "latest":
         r.fail("image", "latest", f"must be a version tag or digest with {why}: its tags are immutable, "
                "so 'latest' could be pushed only once")
+
+
+def _check_release(r: Errors, s: Settings) -> None:
+    if s.test_listener_port in (HTTP_PORT, HTTPS_PORT):
+        r.fail("testListenerPort", s.test_listener_port,
+               f"must not be {HTTP_PORT} or {HTTPS_PORT}: those ports serve production")
+    if traffic_shifting(s) and s.existing_vpc_id and not s.test_listener_cidrs:
+        r.fail("testListenerCidrs", [], f"must list the NAT gateway addresses (as /32) of existingVpcId's private "
+               f"subnets with deploymentStrategy {deployment_strategy(s)}: the release check reaches the test "
+               "listener through them, and only the stack's own NAT gateways are known to it")
