@@ -52,7 +52,8 @@ if args.release:
                if network.vpc else [])
     release = Release(name, args.release, load_balancer=load_balancer, load_balancer_args=args.load_balancer,
                       vpc_id=network.vpc_id, alb_security_group_id=network.alb_security_group.id,
-                      private_subnet_ids=network.private_subnet_ids, nat_public_ips=nat_ips, opts=opts)
+                      private_subnet_ids=network.private_subnet_ids, nat_public_ips=nat_ips,
+                      log_kms_key_arn=logs.key.arn if logs.key else None, opts=opts)
 if transition_step(settings):
     pulumi.log.warn(f"deploymentStrategy: {transition_step(settings)}")
 service = Service(
@@ -89,6 +90,5 @@ pulumi.export("capacityPlan", {plan.name: plan.as_output()
                                for plan in settings.capacity_plan(deployment_extra_tasks(settings))})
 pulumi.export("deploymentStrategy", deployment_strategy(settings))
 if release:
-    pulumi.export("testListenerUrl", pulumi.Output.concat("http://", load_balancer.load_balancer.dns_name, ":",
-                                                         str(settings.test_listener_port)))
+    pulumi.export("testListenerUrl", release.test_url)
 pulumi.export("logGroupName", logs.log_group.name)

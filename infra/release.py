@@ -25,7 +25,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import assume_role_policy
-from infra.loadbalancer import LoadBalancer, LoadBalancerArgs, target_group
+from infra.loadbalancer import TLS_POLICY, LoadBalancer, LoadBalancerArgs, target_group
 from infra.naming import IAM_ROLE_NAME_MAX, TARGET_GROUP_NAME_MAX, bounded_name
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -50,6 +50,7 @@ class ReleaseCheckArgs:
 class ReleaseArgs:
     name_prefix: str
     test_listener_port: int
+    certificate_arn: str  # "": the test listener serves HTTP, like the production one
     test_cidrs: tuple[str, ...]
     check: ReleaseCheckArgs | None  # None: no hook (a service on ROLLING while it enters or leaves shifting)
 
@@ -88,7 +89,8 @@ class Release(pulumi.ComponentResource):
     def __init__(self, name: str, args: ReleaseArgs, *, load_balancer: LoadBalancer,
                  load_balancer_args: LoadBalancerArgs, vpc_id: pulumi.Input[str],
                  alb_security_group_id: pulumi.Input[str], private_subnet_ids: pulumi.Input[Sequence[str]],
-                 nat_public_ips: pulumi.Input[Sequence[str]], opts: pulumi.ResourceOptions | None = None):
+                 nat_public_ips: pulumi.Input[Sequence[str]], log_kms_key_arn: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Release", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         primary = load_balancer.target_group
@@ -111,8 +113,11 @@ class Release(pulumi.ComponentResource):
             conditions=every_path, opts=ecs_owns_weights)
         self.test_listener = aws.lb.Listener(
             f"{name}-test", load_balancer_arn=load_balancer.load_balancer.arn, port=args.test_listener_port,
-            # Plain HTTP: the check calls the load balancer's DNS name, which no certificate of the stack names.
-            protocol="HTTP",
+            # TLS like production when the stack has a certificate (the check verifies the chain, not the name:
+            # it calls the load balancer's own DNS name, which the certificate does not list).
+            protocol="HTTPS" if args.certificate_arn else "HTTP",
+            ssl_policy=TLS_POLICY if args.certificate_arn else None,
+            certificate_arn=args.certificate_arn or None,
             default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=primary.arn)],
             opts=child)
         self.test_rule = aws.lb.ListenerRule(
@@ -147,9 +152,10 @@ class Release(pulumi.ComponentResource):
             opts=child)
 
         self.check_function = self.check_role = self.check_security_group = self.hook_role = None
+        scheme = "https" if args.certificate_arn else "http"
+        self.test_url = pulumi.Output.concat(scheme, "://", load_balancer.load_balancer.dns_name, ":", str(port))
         if args.check:
-            test_url = pulumi.Output.concat("http://", load_balancer.load_balancer.dns_name, ":", str(port))
-            self._release_check(name, args, args.check, test_url, vpc_id, private_subnet_ids)
+            self._release_check(name, args, args.check, self.test_url, vpc_id, private_subnet_ids, log_kms_key_arn)
         assert (self.check_function is None) == (self.hook_role is None)
 
         self.traffic = ReleaseTraffic(
@@ -163,12 +169,13 @@ class Release(pulumi.ComponentResource):
         self.register_outputs({"testListenerPort": port})
 
     def _release_check(self, name: str, args: ReleaseArgs, check: ReleaseCheckArgs, test_url: pulumi.Output[str],
-                       vpc_id: pulumi.Input[str], private_subnet_ids: pulumi.Input[Sequence[str]]) -> None:
+                       vpc_id: pulumi.Input[str], private_subnet_ids: pulumi.Input[Sequence[str]],
+                       log_kms_key_arn: pulumi.Input[str] | None) -> None:
         child = pulumi.ResourceOptions(parent=self)
         port = args.test_listener_port
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-check-logs", name_prefix=f"/aws/lambda/{args.name_prefix}-release-check-",
-            retention_in_days=check.log_retention_days, opts=child)
+            retention_in_days=check.log_retention_days, kms_key_id=log_kms_key_arn, opts=child)
         self.check_security_group = aws.ec2.SecurityGroup(
             f"{name}-check", description="Release check: HTTP to the test listener only", vpc_id=vpc_id,
             tags={"Name": f"{args.name_prefix}-release-check"}, opts=child)

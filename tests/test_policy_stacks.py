@@ -60,8 +60,8 @@ def test_prod_stack_with_a_certificate_reports_nothing() -> None:
     """With certificateArn set, prod still passes every policy, the HTTPS ones included."""
     run = program("prod-variant")  # tests/conftest.py: prod with a certificate (and a full image URI)
     assert run.config["model-serving:certificateArn"].startswith("arn:aws:acm:")
-    assert {r.name for r in run.of_type("aws:lb/listener:Listener")} == {"model-serving-prod-http",
-                                                                           "model-serving-prod-https"}
+    assert {r.name for r in run.of_type("aws:lb/listener:Listener")} == {
+        "model-serving-prod-http", "model-serving-prod-https", "model-serving-prod-test"}  # test: CANARY releases
     violations = run_pack(run, "prod")
     assert violations == [], "\n".join(map(str, violations))
 
@@ -318,8 +318,8 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
      {"ecs-managed-termination-protection"}),
     ("capacity provider named ecs-", rename(CP, "cp-model-serving-prod-spot", "ecs-model-serving-prod-spot"),
      {"ecs-capacity-provider-name-prefix"}),
-    ("target type instance", set_input(TG, "targetType", "instance"), {"lb-target-type-matches-network-mode"}),
-    ("target group name too long", set_input(TG, "name", "model-serving-production-targets-1"), {"lb-name-length"}),
+    ("target type instance", set_input(TG, "targetType", "instance", "model-serving-prod-tg"), {"lb-target-type-matches-network-mode"}),
+    ("target group name too long", set_input(TG, "name", "model-serving-production-targets-1", "model-serving-prod-tg"), {"lb-name-length"}),
     ("task larger than the instance", set_input(TD, "memory", "32768"), {"ecs-task-fits-instance-type"}),
     ("smaller instance type", set_input(LT, "instanceType", "t3.small", ON_DEMAND), {"ecs-task-fits-instance-type"}),
     ("smaller Spot instance type", set_input(ASG, "mixedInstancesPolicy.launchTemplate.overrides.0.instanceType",
@@ -403,8 +403,8 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
     ("binpack before spread", set_input(SERVICE, "orderedPlacementStrategies", [
         {"type": "binpack", "field": "memory"}, {"type": "spread", "field": "attribute:ecs.availability-zone"}]),
      {"ecs-service-az-spread"}),
-    ("health check accepts 5xx", set_input(TG, "healthCheck.matcher", "200-599"), {"target-group-health-check"}),
-    ("plain HTTP on 443", set_input("aws:lb/listener:Listener", "port", 443.0), {"alb-https-on-443"}),
+    ("health check accepts 5xx", set_input(TG, "healthCheck.matcher", "200-599", "model-serving-prod-tg"), {"target-group-health-check"}),
+    ("plain HTTP on 443", set_input("aws:lb/listener:Listener", "port", 443.0, "model-serving-prod-http"), {"alb-https-on-443"}),
     ("VPC without NAT", lambda run: edit_inputs(run, "awsx:ec2:Vpc", _set("natGateways.strategy", "None")),
      {"vpc-private-subnets-have-egress"}),
     ("task role reads every bucket", add_task_role_policy({"Statement": [

@@ -157,6 +157,7 @@ def component_args(s: Settings) -> StackArgs:
             scale_up_cron=s.scale_up_cron, schedule_timezone=s.schedule_timezone),
         release=ReleaseArgs(
             name_prefix=s.name_prefix, test_listener_port=s.test_listener_port, test_cidrs=s.test_listener_cidrs,
+            certificate_arn=s.certificate_arn,
             check=ReleaseCheckArgs(min_accuracy_percent=s.release_check_min_accuracy_percent,
                                    p99_ms=s.release_check_p99_ms, log_retention_days=s.log_retention_days)
             if service_strategy(s) in SHIFTING else None) if traffic_shifting(s) else None,

@@ -74,7 +74,8 @@ MODERN_TLS_POLICY = re.compile(r"^ELBSecurityPolicy-TLS13-1-[23]-")
 # IAMFullAccess, AmazonS3FullAccess, AmazonECS_FullAccess, ...), wherever they are attached.
 ADMIN_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(?:[\w+=,.@-]+/)*"
                           r"(?:AdministratorAccess|PowerUserAccess|\w*FullAccess\w*)$")
-TRUSTED_SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com")
+# ecs: the load-balancer infrastructure role and the release hook role; lambda: the release check.
+TRUSTED_SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com", "ecs.amazonaws.com", "lambda.amazonaws.com")
 # Actions that take no resource ARN (AWS's service authorization reference lists them with "*" only), so
 # `Resource: "*"` is the only way to grant them; every other action must name its resources (CKV_AWS_355).
 UNRESTRICTABLE_ACTIONS = frozenset(a.lower() for a in (
