@@ -112,7 +112,10 @@ def _check_capacity_providers(r: Errors, s: Settings) -> None:
                f"must not exceed instanceMaxCount ({s.instance_max_count})")
     if r:
         return
-    for provider in s.capacity_plan(deployment_extra_tasks(s)):
+    # A shifting strategy cannot release at all unless a whole green revision fits beside blue; a rolling update
+    # beyond the room left only goes slower, so its peak is planned (the output) but not enforced.
+    shifting = traffic_shifting(s)
+    for provider in s.capacity_plan(deployment_extra_tasks(s) if shifting else None):
         keys = ("instanceMaxCount", "instanceType") if provider.name == "onDemand" else ("spotMaxCount",
                                                                                           "spotInstanceTypes")
         if provider.tasks_per_instance == 0:
@@ -120,8 +123,9 @@ def _check_capacity_providers(r: Errors, s: Settings) -> None:
                    f"{s.task_memory_mib} MiB and {s.gpus_per_task} GPUs ({provider.binding_limit} runs out)")
         elif not provider.placeable:
             r.fail("maxTaskCount", s.max_task_count,
-                   f"cannot be placed: a {deployment_strategy(s)} deployment at the maximum peaks at "
-                   f"{provider.tasks_at_peak} tasks on the {provider.name} "
+                   "cannot be placed: " + (f"a {deployment_strategy(s)} release at the maximum runs green beside "
+                                           f"blue, {provider.tasks_at_peak} tasks" if shifting else
+                                           f"the strategy puts {provider.tasks_at_max} tasks") + f" on the {provider.name} "
                    f"provider, whose {provider.instance_type} holds {provider.tasks_per_instance} (limited by "
                    f"{provider.binding_limit}) and whose {keys[0]} is {provider.max_instances}, so at most "
                    f"{provider.tasks_per_instance * provider.max_instances} fit")
