@@ -43,7 +43,7 @@ def test_health_check_path_comes_from_config(dev_variant: StackRun) -> None:
 
 
 def test_without_a_certificate_http_forwards_to_the_target_group(run: StackRun) -> None:
-    (listener,) = run.of_type(LISTENER)
+    listener = run.one(LISTENER, "-http")  # prod has the release's test listener too (tests/test_release.py)
     assert (listener["port"], listener["protocol"]) == (80, "HTTP")
     assert listener["defaultActions"] == [{"type": "forward", "targetGroupArn": run.one(TG, "-tg").state["arn"]}]
     assert listener["loadBalancerArn"] == run.one(LB).state["arn"]

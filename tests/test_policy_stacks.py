@@ -200,6 +200,13 @@ def drop_service_dependency(name: str) -> Callable[[StackRun], None]:
     return drop_dependency(name, (SERVICE, None))
 
 
+def _drop_routes(run: StackRun, names: tuple[str, ...]) -> None:
+    service = edit(run, SERVICE, lambda _: None)
+    service.dependencies = [u for u in service.dependencies if not u.endswith(tuple(f"::{n}" for n in names))]
+    service.property_dependencies = {key: [u for u in urns if not u.endswith(tuple(f"::{n}" for n in names))]
+                                     for key, urns in service.property_dependencies.items()}
+
+
 def clear_ignore_changes(type_: str, name: str | None = None) -> Callable[[StackRun], None]:
     def change(run: StackRun) -> None:
         edit(run, type_, lambda _: None, name).ignore_changes = []
@@ -332,7 +339,10 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
                "model-serving-prod-requests"), {"autoscaling-request-count-label"}),
     ("service not waiting for the capacity association",
      drop_service_dependency("model-serving-prod-capacity-providers"), {"ecs-service-depends-on-capacity-association"}),
-    ("service not waiting for the listener", drop_service_dependency("model-serving-prod-http"),
+    # prod's canary releases: the production rule and the test listener forward to the target group too, and
+    # the service names the rules in loadBalancers (as a service without advancedConfiguration would not).
+    ("service not waiting for the listener", lambda run: _drop_routes(run, (
+        "model-serving-prod-http", "model-serving-prod-production", "model-serving-prod-test")),
      {"ecs-service-depends-on-listener-and-role-policies"}),
     ("service not waiting for the execution policy",
      drop_service_dependency("model-serving-prod-execution-AmazonECSTaskExecutionRolePolicy"),

@@ -64,7 +64,7 @@ def test_outputs(run: StackRun) -> None:
     assert run.outputs["spotAutoScalingGroupName"] == groups["spot"]
     assert run.outputs["capacityProviderName"] == providers[run.stack]  # cp-model-serving-<stack>
     assert run.outputs["spotCapacityProviderName"] == providers["spot"]
-    assert run.outputs["logGroupName"] == run.one("aws:cloudwatch/logGroup:LogGroup").state["name"]
+    assert run.outputs["logGroupName"] == run.one("aws:cloudwatch/logGroup:LogGroup", f"-{run.stack}").state["name"]
 
 
 def test_service_url_is_https_when_a_certificate_is_configured(dev_variant: StackRun) -> None:
