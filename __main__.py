@@ -48,8 +48,9 @@ load_balancer = LoadBalancer(name, args.load_balancer, vpc_id=network.vpc_id,
 release = None
 if args.release:
     # The release check leaves the VPC through the NAT gateways: their addresses may reach the test listener.
-    nat_ips = (network.vpc.eips.apply(lambda eips: pulumi.Output.all(*[eip.public_ip for eip in eips or []]))
-               if network.vpc else [])
+    nat_ips: pulumi.Input[list[str]] = (
+        network.vpc.eips.apply(lambda eips: pulumi.Output.all(*[eip.public_ip for eip in eips or []]))
+        if network.vpc else [])
     release = Release(name, args.release, load_balancer=load_balancer, load_balancer_args=args.load_balancer,
                       vpc_id=network.vpc_id, alb_security_group_id=network.alb_security_group.id,
                       private_subnet_ids=network.private_subnet_ids, nat_public_ips=nat_ips,

@@ -150,6 +150,7 @@ SERVICE = "aws:ecs/service:Service"
 TD = "aws:ecs/taskDefinition:TaskDefinition"
 CP = "aws:ecs/capacityProvider:CapacityProvider"
 TG = "aws:lb/targetGroup:TargetGroup"
+PRIMARY_TG = "model-serving-prod-tg"  # not the release's alternate group
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 ON_DEMAND, SPOT = "model-serving-prod-instances", "model-serving-prod-spot"  # launch templates and groups
 
@@ -325,8 +326,10 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
      {"ecs-managed-termination-protection"}),
     ("capacity provider named ecs-", rename(CP, "cp-model-serving-prod-spot", "ecs-model-serving-prod-spot"),
      {"ecs-capacity-provider-name-prefix"}),
-    ("target type instance", set_input(TG, "targetType", "instance", "model-serving-prod-tg"), {"lb-target-type-matches-network-mode"}),
-    ("target group name too long", set_input(TG, "name", "model-serving-production-targets-1", "model-serving-prod-tg"), {"lb-name-length"}),
+    ("target type instance", set_input(TG, "targetType", "instance", PRIMARY_TG),
+     {"lb-target-type-matches-network-mode"}),
+    ("target group name too long", set_input(TG, "name", "model-serving-production-targets-1", PRIMARY_TG),
+     {"lb-name-length"}),
     ("task larger than the instance", set_input(TD, "memory", "32768"), {"ecs-task-fits-instance-type"}),
     ("smaller instance type", set_input(LT, "instanceType", "t3.small", ON_DEMAND), {"ecs-task-fits-instance-type"}),
     ("smaller Spot instance type", set_input(ASG, "mixedInstancesPolicy.launchTemplate.overrides.0.instanceType",
@@ -413,8 +416,10 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
     ("binpack before spread", set_input(SERVICE, "orderedPlacementStrategies", [
         {"type": "binpack", "field": "memory"}, {"type": "spread", "field": "attribute:ecs.availability-zone"}]),
      {"ecs-service-az-spread"}),
-    ("health check accepts 5xx", set_input(TG, "healthCheck.matcher", "200-599", "model-serving-prod-tg"), {"target-group-health-check"}),
-    ("plain HTTP on 443", set_input("aws:lb/listener:Listener", "port", 443.0, "model-serving-prod-http"), {"alb-https-on-443"}),
+    ("health check accepts 5xx", set_input(TG, "healthCheck.matcher", "200-599", PRIMARY_TG),
+     {"target-group-health-check"}),
+    ("plain HTTP on 443", set_input("aws:lb/listener:Listener", "port", 443.0,
+                                        "model-serving-prod-http"), {"alb-https-on-443"}),
     ("VPC without NAT", lambda run: edit_inputs(run, "awsx:ec2:Vpc", _set("natGateways.strategy", "None")),
      {"vpc-private-subnets-have-egress"}),
     ("task role reads every bucket", add_task_role_policy({"Statement": [

@@ -87,7 +87,7 @@ def _post(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
                                      headers={"Content-Type": "application/json", "Accept": "application/json"})
     context = _tls() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()

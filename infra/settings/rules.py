@@ -123,9 +123,10 @@ def _check_capacity_providers(r: Errors, s: Settings) -> None:
                    f"{s.task_memory_mib} MiB and {s.gpus_per_task} GPUs ({provider.binding_limit} runs out)")
         elif not provider.placeable:
             r.fail("maxTaskCount", s.max_task_count,
-                   "cannot be placed: " + (f"a {deployment_strategy(s)} release at the maximum runs green beside "
-                                           f"blue, {provider.tasks_at_peak} tasks" if shifting else
-                                           f"the strategy puts {provider.tasks_at_max} tasks") + f" on the {provider.name} "
+                   "cannot be placed: " + (
+                       f"a {deployment_strategy(s)} release at the maximum runs green beside blue, "
+                       f"{provider.tasks_at_peak} tasks" if shifting
+                       else f"the strategy puts {provider.tasks_at_max} tasks") + f" on the {provider.name} "
                    f"provider, whose {provider.instance_type} holds {provider.tasks_per_instance} (limited by "
                    f"{provider.binding_limit}) and whose {keys[0]} is {provider.max_instances}, so at most "
                    f"{provider.tasks_per_instance * provider.max_instances} fit")
