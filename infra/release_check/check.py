@@ -69,8 +69,8 @@ class Result:
         return found
 
 
-def load_smoke(path: Path = SMOKE_FILE) -> dict[str, Any]:
-    smoke: dict[str, Any] = json.loads(path.read_text())
+def load_smoke(path: Path | None = None) -> dict[str, Any]:
+    smoke: dict[str, Any] = json.loads((path or SMOKE_FILE).read_text())
     return smoke
 
 
@@ -103,7 +103,8 @@ def run(config: Config, smoke: dict[str, Any]) -> Result:
         try:
             status, body = _post(url, json.dumps({"instances": case["instances"]}).encode(), config.timeout_seconds)
         except (OSError, ValueError) as error:  # refused, unreachable, timed out, reset
-            result.failures.append(f"request {index} failed: {type(error).__name__}: {error}")
+            reason = error.reason if isinstance(error, urllib.error.URLError) else error
+            result.failures.append(f"request {index} failed: {type(reason).__name__}: {reason}")
             continue
         finally:
             result.latencies_ms.append((time.perf_counter() - started) * 1000)

@@ -54,14 +54,17 @@ SHIFTING = ("BLUE_GREEN", "LINEAR", "CANARY")
 def deployment_strategy(s: Settings) -> str:
     """The strategy the stack asks for: prod-like stacks release by canary (a bad model meets a tenth of the
     traffic, then rolls back); dev keeps rolling updates (one set of tasks, fast iterations)."""
-    return s.deployment_strategy or ("CANARY" if s.is_prod else "ROLLING")
+    if s.deployment_strategy != "auto":
+        return s.deployment_strategy
+    return "CANARY" if s.is_prod else "ROLLING"
 
 
 def service_strategy(s: Settings) -> str:
     """The strategy this update gives the service. ECS switches a load-balanced service between ROLLING and the
     shifting strategies only once the load balancer's advancedConfiguration is in place (entering) and while it
     stays (leaving: either target group may hold production), so such a change runs ROLLING for one update."""
-    target, previous = deployment_strategy(s), s.previous_deployment_strategy or deployment_strategy(s)
+    target = deployment_strategy(s)
+    previous = target if s.previous_deployment_strategy == "none" else s.previous_deployment_strategy
     return "ROLLING" if (target == "ROLLING") != (previous == "ROLLING") else target
 
 

@@ -402,21 +402,20 @@ class _Scaling(BaseModel):
 
 
 STRATEGIES = ("ROLLING", "BLUE_GREEN", "LINEAR", "CANARY")
-Strategy = Literal["", "ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]
 
 
 class _Release(BaseModel):
     """releases"""
 
     model_config = CONFIG
-    deployment_strategy: Strategy = Field(
-        "", description="How ECS rolls out a new task definition: ROLLING replaces tasks in place; BLUE_GREEN, "
+    deployment_strategy: Literal["auto", "ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"] = Field(
+        "auto", description="How ECS rolls out a new task definition: ROLLING replaces tasks in place; BLUE_GREEN, "
         "LINEAR and CANARY start a full green revision behind the alternate target group, run the release check "
         "on the test listener, then shift production traffic (all at once, in steps, or a canary share first) and "
-        "roll back on a failed check or alarm. Empty: CANARY for environmentClass prod, ROLLING for dev.")
-    previous_deployment_strategy: Strategy = Field(
-        "", description="Set to the strategy the running service uses when changing deploymentStrategy between "
-        "ROLLING and the others: the change then takes two updates (README, Releasing a new model). Empty: no "
+        "roll back on a failed check or alarm. auto: CANARY for environmentClass prod, ROLLING for dev.")
+    previous_deployment_strategy: Literal["none", "ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"] = Field(
+        "none", description="Set to the strategy the running service uses when changing deploymentStrategy between "
+        "ROLLING and the others: the change then takes two updates (README, Releasing a new model). none: no "
         "change in progress.")
     deployment_bake_minutes: Int = Field(10, ge=0, le=1440, description="Minutes blue and green both run after "
                                          "all production traffic moved to green, before blue stops (an alarm in "
