@@ -873,8 +873,9 @@ POLICIES: list[Policy] = [
           "List the actions the workload needs on the ARNs it needs; pass only named roles; never attach "
           "AdministratorAccess, PowerUserAccess or a *FullAccess policy."),
     _high("iam-role-trust-scoped-to-service",
-          "IAM roles trust only the ECS tasks or EC2 service principal. Sources: CKV_AWS_60, CKV_AWS_61.",
-          [ROLE], _trust_scoped, "Trust ecs-tasks.amazonaws.com or ec2.amazonaws.com with sts:AssumeRole only."),
+          "IAM roles trust only the service principals of the stack (ECS tasks, EC2, ECS releases, the release "
+          "check's Lambda). Sources: CKV_AWS_60, CKV_AWS_61.",
+          [ROLE], _trust_scoped, "Trust one of " + ", ".join(TRUSTED_SERVICES) + " with sts:AssumeRole only."),
     _medium("log-group-retention-set", "Log groups set a retention period. Sources: CKV_AWS_66.",
             [LOG_GROUP], _retention_set, "Set logRetentionDays (config)."),
     _medium("log-group-retention-one-year", "Log groups keep logs for at least 365 days. Sources: CKV_AWS_338.",
