@@ -17,7 +17,7 @@ from infra.registry import Registry
 from infra.release import Release
 from infra.service import Service
 from infra.settings import load_settings
-from infra.settings.args import component_args, deployment_extra_tasks, deployment_strategy, transition_step
+from infra.settings.args import component_args, deployment_extra_tasks, service_strategy, transition_step
 from infra.task import Task
 
 settings = load_settings()
@@ -89,7 +89,8 @@ if spot:
     pulumi.export("spotCapacityProviderName", spot.capacity_provider.name)
 pulumi.export("capacityPlan", {plan.name: plan.as_output()
                                for plan in settings.capacity_plan(deployment_extra_tasks(settings))})
-pulumi.export("deploymentStrategy", deployment_strategy(settings))
+# What the service runs after this update: the value previousDeploymentStrategy takes when changing it.
+pulumi.export("deploymentStrategy", service_strategy(settings))
 if release:
     pulumi.export("testListenerUrl", release.test_url)
 pulumi.export("logGroupName", logs.log_group.name)

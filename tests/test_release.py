@@ -308,6 +308,7 @@ def test_rolling_to_linear_takes_two_updates_and_replaces_nothing(dev: StackRun,
     assert "advancedConfiguration" in service1["loadBalancers"][0]
     assert not entering.of_type(FUNCTION)
     assert any("step 1 of 2 towards LINEAR" in warning for warning in entering.warnings)
+    assert entering.outputs["deploymentStrategy"] == "ROLLING"  # what the next update names as previous
     # Update 2 adds only the check and its hook; the traffic resources stay exactly as they were.
     assert set(step1) < set(step2)
     assert {step2[urn].type for urn in set(step2) - set(step1)} >= {FUNCTION, ROLE}
@@ -317,4 +318,4 @@ def test_rolling_to_linear_takes_two_updates_and_replaces_nothing(dev: StackRun,
     assert service2["deploymentConfiguration"]["linearConfiguration"] == {"stepPercent": 20,
                                                                            "stepBakeTimeInMinutes": "5"}
     assert service2["loadBalancers"] == service1["loadBalancers"]
-    assert not linear.warnings or not any("step 1 of 2" in w for w in linear.warnings)
+    assert not any("step 1 of 2" in w for w in linear.warnings) and linear.outputs["deploymentStrategy"] == "LINEAR"
