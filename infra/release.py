@@ -80,10 +80,13 @@ class Release(pulumi.ComponentResource):
     test_ingress_rules: list[aws.vpc.SecurityGroupIngressRule]
     nat_addresses: aws.ec2.ManagedPrefixList
     infrastructure_role: aws.iam.Role
+    infrastructure_attachment: aws.iam.RolePolicyAttachment
+    test_url: pulumi.Output[str]
     check_function: aws.lambda_.Function | None
     check_role: aws.iam.Role | None
     check_security_group: aws.ec2.SecurityGroup | None
     hook_role: aws.iam.Role | None
+    hook_policy: aws.iam.RolePolicy | None
     traffic: ReleaseTraffic
 
     def __init__(self, name: str, args: ReleaseArgs, *, load_balancer: LoadBalancer,
@@ -151,12 +154,11 @@ class Release(pulumi.ComponentResource):
             f"{name}-ecs-lb-policy", role=self.infrastructure_role.name, policy_arn=LOAD_BALANCER_POLICY,
             opts=child)
 
-        self.check_function = self.check_role = self.check_security_group = self.hook_role = None
+        self.check_function = self.check_role = self.check_security_group = self.hook_role = self.hook_policy = None
         scheme = "https" if args.certificate_arn else "http"
         self.test_url = pulumi.Output.concat(scheme, "://", load_balancer.load_balancer.dns_name, ":", str(port))
         if args.check:
             self._release_check(name, args, args.check, self.test_url, vpc_id, private_subnet_ids, log_kms_key_arn)
-        assert (self.check_function is None) == (self.hook_role is None)
 
         self.traffic = ReleaseTraffic(
             alternate_target_group_arn=self.alternate_target_group.arn,
