@@ -15,9 +15,11 @@ from infra.logs import Logging
 from infra.network import Network
 from infra.observability import Observability
 from infra.registry import Registry
+from infra.release import Release
 from infra.service import Service
 from infra.settings import load_settings
 from infra.settings.args import component_args, provider_args
+from infra.settings.strategy import deployment_extra_tasks, service_strategy, transition_step
 from infra.task import Task
 
 settings = load_settings()
@@ -44,14 +46,28 @@ task = Task(name, args.task, image=image, log_group_name=logs.log_group.name, op
 load_balancer = LoadBalancer(name, args.load_balancer, vpc_id=network.vpc_id,
                              public_subnet_ids=network.public_subnet_ids,
                              security_group_id=network.alb_security_group.id, opts=opts)
+# Blue/green, linear and canary releases: alternate target group, listener rules, test listener, release check.
+release = None
+if args.release:
+    # The release check leaves the VPC through the NAT gateways: their addresses may reach the test listener.
+    nat_ips: pulumi.Input[list[str]] = (
+        network.vpc.eips.apply(lambda eips: pulumi.Output.all(*[eip.public_ip for eip in eips or []]))
+        if network.vpc else [])
+    release = Release(name, args.release, load_balancer=load_balancer, load_balancer_args=args.load_balancer,
+                      vpc_id=network.vpc_id, alb_security_group_id=network.alb_security_group.id,
+                      private_subnet_ids=network.private_subnet_ids, nat_public_ips=nat_ips,
+                      log_kms_key_arn=logs.key.arn if logs.key else None, opts=opts)
 # The service's deployment alarms must exist before it deploys; the alarms on the service's own metrics and the
 # dashboard follow it (watch_service below).
 observability = Observability(
     name, args.observability, cluster_name=cluster.cluster.name,
     load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
-    target_group_arn_suffix=load_balancer.target_group.arn_suffix,
+    target_group_arn_suffixes=[load_balancer.target_group.arn_suffix,
+                               *([release.alternate_target_group.arn_suffix] if release else [])],
     capacity_provider_names={group: g.capacity_provider.name for group, g in cluster.groups.items()},
     auto_scaling_group_names={group: g.auto_scaling_group.name for group, g in cluster.groups.items()}, opts=opts)
+if transition_step(settings):
+    pulumi.log.warn(f"deploymentStrategy: {transition_step(settings)}")
 service = Service(
     name, args.service,
     cluster_arn=cluster.cluster.arn,
@@ -62,7 +78,8 @@ service = Service(
     task_security_group_id=network.task_security_group.id,
     # Waiting for a component waits for all its resources: the capacity-provider association and instance
     # policies, the listeners, the execution and task role policies (infra/service.py says why).
-    depends_on=[cluster, load_balancer, task, *observability.deployment_alarms],
+    depends_on=[cluster, load_balancer, task, *observability.deployment_alarms, *([release] if release else [])],
+    release=release.traffic if release else None,
     opts=opts,
 )
 observability.watch_service(service.service.name)
@@ -82,7 +99,12 @@ pulumi.export("capacityProviderName", on_demand.capacity_provider.name)
 if spot:
     pulumi.export("spotAutoScalingGroupName", spot.auto_scaling_group.name)
     pulumi.export("spotCapacityProviderName", spot.capacity_provider.name)
-pulumi.export("capacityPlan", {plan.name: plan.as_output() for plan in settings.capacity_plan()})
+pulumi.export("capacityPlan", {plan.name: plan.as_output()
+                               for plan in settings.capacity_plan(deployment_extra_tasks(settings))})
+# What the service runs after this update: the value previousDeploymentStrategy takes when changing it.
+pulumi.export("deploymentStrategy", service_strategy(settings))
+if release:
+    pulumi.export("testListenerUrl", release.test_url)
 pulumi.export("logGroupName", logs.log_group.name)
 pulumi.export("dashboardUrl", observability.dashboard_url)
 # tools/verify_deployment.py finds every alarm of the stack by this prefix.

@@ -1,8 +1,11 @@
 """The capacity plan: how many tasks fit on an instance, which limit binds, and how many instances the
-service needs at its minimum and maximum task count on each capacity provider.
+service needs at its minimum and maximum task count on each capacity provider, and at the peak of a
+deployment at the maximum (a rolling update runs up to deploymentMaximumPercent of the tasks; blue/green,
+linear and canary run a full green revision beside blue).
 
-Computed before deploy from real instance-type data. A plan whose maximum cannot be placed within the
-groups' maximum sizes is refused: otherwise scale-out stalls with tasks stuck in PROVISIONING.
+Computed before deploy from real instance-type data. A plan whose peak cannot be placed within the groups'
+maximum sizes is refused: otherwise scale-out stalls with tasks stuck in PROVISIONING, or a release never
+finishes starting green.
 """
 
 import math
@@ -46,16 +49,19 @@ class ProviderPlan:
     instances_at_min: int
     instances_at_max: int
     max_instances: int
+    tasks_at_peak: int = 0  # during a deployment at the maximum; 0: not planned (the maximum counts)
+    instances_at_peak: int = 0
 
     @property
     def placeable(self) -> bool:
-        return self.tasks_at_max <= self.tasks_per_instance * self.max_instances
+        return max(self.tasks_at_max, self.tasks_at_peak) <= self.tasks_per_instance * self.max_instances
 
     def as_output(self) -> dict[str, object]:
         return {"instanceType": self.instance_type, "tasksPerInstance": self.tasks_per_instance,
                 "bindingLimit": self.binding_limit, "tasksAtMin": self.tasks_at_min,
                 "tasksAtMax": self.tasks_at_max, "instancesAtMin": self.instances_at_min,
-                "instancesAtMax": self.instances_at_max, "maxInstances": self.max_instances}
+                "instancesAtMax": self.instances_at_max, "maxInstances": self.max_instances,
+                "tasksAtPeak": self.tasks_at_peak, "instancesAtPeak": self.instances_at_peak}
 
 
 def fit(instance: InstanceType, task: TaskSize) -> Fit:
@@ -95,8 +101,13 @@ def instances_needed(tasks: int, tasks_per_instance: int, target_capacity_percen
 
 
 def plan(groups: list[GroupSpec], task: TaskSize, min_tasks: int, max_tasks: int,
-         target_capacity_percent: int) -> list[ProviderPlan]:
+         target_capacity_percent: int, extra_tasks: int | None = None) -> list[ProviderPlan]:
+    """`extra_tasks`: tasks a deployment at the maximum starts beside the running ones (None: not planned)."""
     at_min, at_max = split(min_tasks, groups), split(max_tasks, groups)
+    # The new tasks are placed by the same strategy, bases included (a green revision gets its own): worst case.
+    extra = split(extra_tasks, groups) if extra_tasks is not None else None
+    at_peak = ({name: count + extra[name] for name, count in at_max.items()} if extra is not None
+               else dict.fromkeys(at_max, 0))
     plans = []
     for group in groups:
         # A mixed group can launch any of its types: plan for the one that holds the fewest tasks.
@@ -110,5 +121,8 @@ def plan(groups: list[GroupSpec], task: TaskSize, min_tasks: int, max_tasks: int
             instances_at_max=instances_needed(at_max[group.name], group_fit.tasks_per_instance,
                                               target_capacity_percent),
             max_instances=group.max_instances,
+            tasks_at_peak=at_peak[group.name],
+            instances_at_peak=instances_needed(at_peak[group.name], group_fit.tasks_per_instance,
+                                               target_capacity_percent),
         ))
     return plans

@@ -34,6 +34,34 @@ class LoadBalancerArgs:
     unhealthy_threshold: int
 
 
+def target_group(name: str, lb: LoadBalancerArgs, vpc_id: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions) -> aws.lb.TargetGroup:
+    """The tasks' target group; a release's alternate group (infra/release.py) is made here too, so both
+    always share one health check."""
+    return aws.lb.TargetGroup(
+        name,
+        vpc_id=vpc_id,
+        target_type="ip",  # awsvpc tasks register by ENI address
+        protocol="HTTP",
+        port=lb.target_port,
+        deregistration_delay=lb.deregistration_delay_seconds,
+        # Inference latency varies per request: route to the target with the fewest in flight.
+        load_balancing_algorithm_type="least_outstanding_requests",
+        health_check=aws.lb.TargetGroupHealthCheckArgs(
+            enabled=True,
+            protocol="HTTP",
+            port="traffic-port",
+            path=lb.health_check_path,
+            matcher=lb.health_check_matcher,
+            interval=lb.health_check_interval_seconds,
+            timeout=lb.health_check_timeout_seconds,
+            healthy_threshold=lb.healthy_threshold,
+            unhealthy_threshold=lb.unhealthy_threshold,
+        ),
+        opts=opts,
+    )
+
+
 class LoadBalancer(pulumi.ComponentResource):
     access_logs: AccessLogs | None
     load_balancer: aws.lb.LoadBalancer
@@ -68,28 +96,8 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self,
                                         depends_on=[self.access_logs.policy] if self.access_logs else []),
         )
-        self.target_group = aws.lb.TargetGroup(
-            bounded_name(lb.name_prefix, "tg", TARGET_GROUP_NAME_MAX),
-            vpc_id=vpc_id,
-            target_type="ip",  # awsvpc tasks register by ENI address
-            protocol="HTTP",
-            port=lb.target_port,
-            deregistration_delay=lb.deregistration_delay_seconds,
-            # Inference latency varies per request: route to the target with the fewest in flight.
-            load_balancing_algorithm_type="least_outstanding_requests",
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                enabled=True,
-                protocol="HTTP",
-                port="traffic-port",
-                path=lb.health_check_path,
-                matcher=lb.health_check_matcher,
-                interval=lb.health_check_interval_seconds,
-                timeout=lb.health_check_timeout_seconds,
-                healthy_threshold=lb.healthy_threshold,
-                unhealthy_threshold=lb.unhealthy_threshold,
-            ),
-            opts=child,
-        )
+        self.target_group = target_group(bounded_name(lb.name_prefix, "tg", TARGET_GROUP_NAME_MAX), lb, vpc_id,
+                                         child)
 
         forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=self.target_group.arn)
         self.https_listener = None

@@ -25,6 +25,7 @@ ALB = "AWS/ApplicationELB"
 ECS = "AWS/ECS"
 INSIGHTS = "ECS/ContainerInsights"
 MANAGED_SCALING = "AWS/ECS/ManagedScaling"
+TARGET_GROUP_ROLES = ("primary", "alternate")
 AUTO_SCALING = "AWS/AutoScaling"
 MINUTE = 60
 
@@ -115,7 +116,7 @@ class DashboardTargets:
     cluster_name: str
     service_name: str
     load_balancer: str  # ARN suffix
-    target_group: str  # ARN suffix
+    target_groups: Sequence[str]  # ARN suffixes: the primary, and the alternate of a blue/green-style release
     capacity_providers: Mapping[str, str]  # group -> capacity provider name
     auto_scaling_groups: Mapping[str, str]  # group -> Auto Scaling group name
     alarm_arns: Sequence[str]
@@ -125,7 +126,10 @@ class DashboardTargets:
 
 def dashboard_body(t: DashboardTargets) -> str:
     """The dashboard: traffic and latency (ALB and model side by side), errors, targets, tasks, capacity."""
-    lb, tg = ["LoadBalancer", t.load_balancer], ["LoadBalancer", t.load_balancer, "TargetGroup", t.target_group]
+    # Traffic by load balancer: it counts every target group the service may serve from (a release alternates
+    # them); target health is per target group.
+    lb = ["LoadBalancer", t.load_balancer]
+    tgs = [["LoadBalancer", t.load_balancer, "TargetGroup", tg] for tg in t.target_groups]
     svc = ["ClusterName", t.cluster_name, "ServiceName", t.service_name]
     model = [metrics.DIMENSION, t.metrics_service_name]
 
@@ -138,18 +142,19 @@ def dashboard_body(t: DashboardTargets) -> str:
         return {"stat": statistic, "label": label}
 
     widgets = [
-        graph("Requests", [[ALB, "RequestCount", *tg, stat("requests", "Sum")]]),
+        graph("Requests", [[ALB, "RequestCount", *lb, stat("requests", "Sum")]]),
         graph("Errors (4xx/5xx)", [
-            [ALB, "HTTPCode_Target_5XX_Count", *tg, stat("target 5xx", "Sum")],
+            [ALB, "HTTPCode_Target_5XX_Count", *lb, stat("target 5xx", "Sum")],
             [ALB, "HTTPCode_ELB_5XX_Count", *lb, stat("ELB 5xx", "Sum")],
-            [ALB, "HTTPCode_Target_4XX_Count", *tg, stat("target 4xx", "Sum")],
+            [ALB, "HTTPCode_Target_4XX_Count", *lb, stat("target 4xx", "Sum")],
             [ALB, "HTTPCode_ELB_4XX_Count", *lb, stat("ELB 4xx", "Sum")]]),
         graph("ALB target response time (seconds)", [
-            [ALB, "TargetResponseTime", *tg, stat(p, p)] for p in ("p50", "p90", "p99")]),
+            [ALB, "TargetResponseTime", *lb, stat(p, p)] for p in ("p50", "p90", "p99")]),
         graph("Model inference time (milliseconds, from the server)", [
             [metrics.NAMESPACE, metrics.INFERENCE_LATENCY, *model, stat(p, p)] for p in ("p50", "p90", "p99")]),
-        graph("Targets", [[ALB, "HealthyHostCount", *tg, stat("healthy", "Minimum")],
-                          [ALB, "UnHealthyHostCount", *tg, stat("unhealthy", "Maximum")]]),
+        graph("Targets", [row for index, tg in enumerate(tgs) for row in (
+            [ALB, "HealthyHostCount", *tg, stat(f"healthy ({TARGET_GROUP_ROLES[index]})", "Minimum")],
+            [ALB, "UnHealthyHostCount", *tg, stat(f"unhealthy ({TARGET_GROUP_ROLES[index]})", "Maximum")])]),
         graph("Service CPU and memory (percent of the task's reservation)", [
             [ECS, "CPUUtilization", *svc, stat("CPU average", "Average")],
             [ECS, "CPUUtilization", *svc, stat("CPU maximum", "Maximum")],
@@ -193,7 +198,8 @@ class Observability(pulumi.ComponentResource):
     alarm_names: list[pulumi.Output[str]]  # from watch_service on
 
     def __init__(self, name: str, args: ObservabilityArgs, *, cluster_name: pulumi.Input[str],
-                 load_balancer_arn_suffix: pulumi.Input[str], target_group_arn_suffix: pulumi.Input[str],
+                 load_balancer_arn_suffix: pulumi.Input[str],
+                 target_group_arn_suffixes: Sequence[pulumi.Input[str]],
                  capacity_provider_names: Mapping[str, pulumi.Input[str]],
                  auto_scaling_group_names: Mapping[str, pulumi.Input[str]],
                  opts: pulumi.ResourceOptions | None = None):
@@ -203,7 +209,7 @@ class Observability(pulumi.ComponentResource):
         super().__init__("model-serving:infra:Observability", name, None, opts)
         self.name, self.args = name, args
         # What watch_service needs again: the dashboard shows all of it.
-        self._cluster_name, self._lb, self._tg = cluster_name, load_balancer_arn_suffix, target_group_arn_suffix
+        self._cluster_name, self._lb, self._tgs = cluster_name, load_balancer_arn_suffix, target_group_arn_suffixes
         self._provider_names, self._group_names = capacity_provider_names, auto_scaling_group_names
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
@@ -235,8 +241,13 @@ class Observability(pulumi.ComponentResource):
                 for email in args.alarm_emails}
 
         limits = args.thresholds
-        tg_dims = {"LoadBalancer": load_balancer_arn_suffix, "TargetGroup": target_group_arn_suffix}
+        # Requests, target errors and latency by load balancer: a blue/green, linear or canary release moves
+        # production to the other target group, and the load balancer's figures follow it (they are the target
+        # group's own while there is one).
         lb_dims = {"LoadBalancer": load_balancer_arn_suffix}
+        unhealthy = {f"unhealthy{index}": (ALB, "UnHealthyHostCount",
+                                           {"LoadBalancer": load_balancer_arn_suffix, "TargetGroup": tg}, "Maximum")
+                     for index, tg in enumerate(target_group_arn_suffixes)}
         floor = limits.min_requests_per_minute
         self.alarms = {}
         self._math_alarm(
@@ -244,8 +255,8 @@ class Observability(pulumi.ComponentResource):
             f"The model server answered 5xx to more than {limits.error_rate_percent}% of requests for 3 minutes. "
             "Rolls back a deployment in progress. Otherwise read the server's log group for the stack traces; a "
             "recent config change or a dependency of the model is the usual cause.",
-            {"errors": (ALB, "HTTPCode_Target_5XX_Count", tg_dims, "Sum"),
-             "requests": (ALB, "RequestCount", tg_dims, "Sum")},
+            {"errors": (ALB, "HTTPCode_Target_5XX_Count", lb_dims, "Sum"),
+             "requests": (ALB, "RequestCount", lb_dims, "Sum")},
             rate_expression("errors", "requests", floor), limits.error_rate_percent, evaluation=3)
         self._math_alarm(
             "elb-5xx-rate",
@@ -262,17 +273,15 @@ class Observability(pulumi.ComponentResource):
             "back a deployment in progress. Otherwise compare with the dashboard's model inference time: if the "
             "model is slow, scale out (maxTaskCount) or batch; if only the ALB time is high, requests queue for "
             "a busy task.",
-            {"latency": (ALB, "TargetResponseTime", tg_dims, "p99"),
-             "requests": (ALB, "RequestCount", tg_dims, "Sum")},
+            {"latency": (ALB, "TargetResponseTime", lb_dims, "p99"),
+             "requests": (ALB, "RequestCount", lb_dims, "Sum")},
             f"IF(requests >= {floor}, latency, 0)", limits.latency_objective_ms / 1000, evaluation=5, to_alarm=3)
-        self._alarm(
+        self._math_alarm(
             "unhealthy-targets",
             "At least one target failed the ALB health check for 5 minutes. Find the task (target IP) and read "
             "its log; a task that keeps failing is replaced by ECS, one that passes the container check but not "
             "the ALB's usually has a wrong healthCheckPath or port.",
-            metric_name="UnHealthyHostCount", namespace=ALB, dimensions=tg_dims, statistic="Maximum",
-            period=MINUTE, evaluation_periods=5, threshold=0, comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching")
+            unhealthy, " + ".join(f"FILL({query}, 0)" for query in unhealthy), 0, evaluation=5)
         for group in args.capacity_groups:
             self._alarm(
                 f"capacity-waiting-{group}",
@@ -323,11 +332,11 @@ class Observability(pulumi.ComponentResource):
             f"{self.name}",
             dashboard_name=dashboard_name(args.name_prefix),
             dashboard_body=pulumi.Output.all(
-                self._region, self._cluster_name, service_name, self._lb, self._tg,
+                self._region, self._cluster_name, service_name, self._lb, pulumi.Output.all(*self._tgs),
                 pulumi.Output.all(*providers.values()), pulumi.Output.all(*groups.values()),
                 pulumi.Output.all(*(alarm.arn for alarm in self.alarms.values())),
             ).apply(lambda v: dashboard_body(DashboardTargets(
-                region=v[0], cluster_name=v[1], service_name=v[2], load_balancer=v[3], target_group=v[4],
+                region=v[0], cluster_name=v[1], service_name=v[2], load_balancer=v[3], target_groups=v[4],
                 capacity_providers=dict(zip(providers, v[5], strict=True)),
                 auto_scaling_groups=dict(zip(groups, v[6], strict=True)),
                 alarm_arns=v[7], metrics_service_name=args.metrics_service_name,

@@ -13,7 +13,20 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.release import HOOK_STAGE, ReleaseTraffic
 from infra.task import CONTAINER_NAME
+
+
+@dataclass(frozen=True)
+class DeploymentArgs:
+    """ECS's deployment configuration; BLUE_GREEN, LINEAR and CANARY need a `ReleaseTraffic`."""
+
+    strategy: str  # ROLLING only while the service enters or leaves the shifting strategies (settings README)
+    bake_minutes: int
+    canary_percent: int
+    canary_bake_minutes: int
+    linear_step_percent: int
+    linear_step_bake_minutes: int
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,30 @@ class ServiceArgs:
     container_port: int
     # CloudWatch alarms that fail and roll back a deployment (infra/observability.py); () for none
     deployment_alarm_names: tuple[str, ...]
+    deployment: DeploymentArgs | None = None  # None: ROLLING as ever, no deployment configuration sent
+
+
+def deployment_configuration(deployment: DeploymentArgs,
+                             release: ReleaseTraffic | None) -> aws.ecs.ServiceDeploymentConfigurationArgs:
+    if deployment.strategy == "ROLLING":  # explicit, so a service leaving BLUE_GREEN/LINEAR/CANARY is switched
+        return aws.ecs.ServiceDeploymentConfigurationArgs(strategy="ROLLING")
+    hooks = [aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs(
+        lifecycle_stages=[HOOK_STAGE], hook_target_arn=release.hook_function_arn, role_arn=release.hook_role_arn,
+    )] if release and release.hook_function_arn else None
+    # The provider takes the minutes as text and the percentages as numbers.
+    return aws.ecs.ServiceDeploymentConfigurationArgs(
+        strategy=deployment.strategy,
+        bake_time_in_minutes=str(deployment.bake_minutes),
+        canary_configuration=aws.ecs.ServiceDeploymentConfigurationCanaryConfigurationArgs(
+            canary_percent=float(deployment.canary_percent),
+            canary_bake_time_in_minutes=str(deployment.canary_bake_minutes),
+        ) if deployment.strategy == "CANARY" else None,
+        linear_configuration=aws.ecs.ServiceDeploymentConfigurationLinearConfigurationArgs(
+            step_percent=float(deployment.linear_step_percent),
+            step_bake_time_in_minutes=str(deployment.linear_step_bake_minutes),
+        ) if deployment.strategy == "LINEAR" else None,
+        lifecycle_hooks=hooks,
+    )
 
 
 class Service(pulumi.ComponentResource):
@@ -34,7 +71,7 @@ class Service(pulumi.ComponentResource):
                  strategy: Sequence[tuple[pulumi.Input[str], int, int]], task_definition_arn: pulumi.Input[str],
                  target_group_arn: pulumi.Input[str], private_subnet_ids: pulumi.Input[Sequence[str]],
                  task_security_group_id: pulumi.Input[str], depends_on: Sequence[pulumi.Resource],
-                 opts: pulumi.ResourceOptions | None = None):
+                 release: ReleaseTraffic | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Service", name, None, opts)
         svc = args
 
@@ -57,7 +94,15 @@ class Service(pulumi.ComponentResource):
                 subnets=private_subnet_ids, security_groups=[task_security_group_id], assign_public_ip=False),
             load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
                 target_group_arn=target_group_arn, container_name=CONTAINER_NAME,
-                container_port=svc.container_port)],
+                container_port=svc.container_port,
+                advanced_configuration=aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs(
+                    alternate_target_group_arn=release.alternate_target_group_arn,
+                    production_listener_rule=release.production_listener_rule_arn,
+                    test_listener_rule=release.test_listener_rule_arn,
+                    role_arn=release.role_arn,
+                ) if release else None)],
+            # Releases (infra/release.py): the alarms above roll back every strategy, during canary and bake time too.
+            deployment_configuration=deployment_configuration(svc.deployment, release) if svc.deployment else None,
             ordered_placement_strategies=[
                 aws.ecs.ServiceOrderedPlacementStrategyArgs(type="spread", field="attribute:ecs.availability-zone"),
                 aws.ecs.ServiceOrderedPlacementStrategyArgs(type="binpack", field="memory"),

@@ -81,8 +81,9 @@ class StackRun:
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
 
-    def one(self, type_: str) -> Registered:
-        found = self.of_type(type_)
+    def one(self, type_: str, name_suffix: str = "") -> Registered:
+        """The one resource of `type_` (whose logical name ends with `name_suffix`, where a stack has several)."""
+        found = [r for r in self.of_type(type_) if r.name.endswith(name_suffix)]
         assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
         return found[0]
 

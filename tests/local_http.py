@@ -1,4 +1,4 @@
-"""A throwaway HTTP server on 127.0.0.1 for tests that need something to answer GET requests."""
+"""A throwaway HTTP server on 127.0.0.1 for tests that need something to answer GET (and POST) requests."""
 
 import contextlib
 import http.server
@@ -7,12 +7,21 @@ from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def serving(respond: Callable[[str], tuple[int, bytes]]) -> Iterator[int]:
-    """Answer every GET with `respond(path) -> (status, body)`; yield the port; stop on exit."""
+def serving(respond: Callable[[str], tuple[int, bytes]],
+            respond_post: Callable[[str, bytes], tuple[int, bytes]] | None = None) -> Iterator[int]:
+    """Answer every GET with `respond(path) -> (status, body)` and every POST with `respond_post(path, body)`;
+    yield the port; stop on exit."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            status, body = respond(self.path)
+            self._answer(*respond(self.path))
+
+        def do_POST(self) -> None:
+            assert respond_post is not None, "this server answers GET only"
+            received = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer(*respond_post(self.path, received))
+
+        def _answer(self, status: int, body: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

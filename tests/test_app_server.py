@@ -190,6 +190,17 @@ def test_the_default_container_health_check_passes_only_when_healthy(server: Ser
             assert failed.returncode != 0
 
 
+def test_the_release_check_passes_the_reference_server_with_the_shipped_smoke_set(server: Server) -> None:
+    """The release hook's HTTP part against the real server: every smoke row answered, and answered right."""
+    from infra.release import SMOKE_SET  # noqa: PLC0415 - only this test needs the stack side
+    from infra.release_check.check import Config, load_smoke, run  # noqa: PLC0415
+
+    config = Config(url=server.url, min_accuracy_percent=100, p99_ms=5000)
+    result = run(config, load_smoke(SMOKE_SET))
+    assert result.problems(config) == []
+    assert result.right == result.labels == 11
+
+
 def test_sigterm_stops_accepting_and_finishes_the_request_in_flight(server: Server) -> None:
     assert server.process.poll() is None
     body = json.dumps({"instances": [[6.7, 3.0, 5.2, 2.3]]}).encode()

@@ -33,7 +33,7 @@ def test_scalable_target_is_the_service_with_bounds_from_config(stack: str, boun
 def test_request_count_policy_is_labelled_lb_suffix_slash_tg_suffix(run: StackRun) -> None:
     config = policy(run, "ALBRequestCountPerTarget")
     lb = run.one("aws:lb/loadBalancer:LoadBalancer").state["arnSuffix"]
-    tg = run.one("aws:lb/targetGroup:TargetGroup").state["arnSuffix"]
+    tg = run.one("aws:lb/targetGroup:TargetGroup", "-tg").state["arnSuffix"]
     label = config["predefinedMetricSpecification"]["resourceLabel"]
     assert label == f"{lb}/{tg}" == request_count_label(lb, tg)
     assert label.startswith("app/") and "/targetgroup/" in label

@@ -72,24 +72,29 @@ def test_strategy_split_puts_the_base_first_then_weights() -> None:
 def test_capacity_plans_are_stack_outputs(dev: StackRun, prod: StackRun) -> None:
     assert dev.outputs["capacityPlan"] == {
         "onDemand": {"instanceType": "t3.medium", "tasksPerInstance": 2, "bindingLimit": "network interfaces",
-                     "tasksAtMin": 0, "tasksAtMax": 0, "instancesAtMin": 0, "instancesAtMax": 0, "maxInstances": 1},
+                     "tasksAtMin": 0, "tasksAtMax": 0, "instancesAtMin": 0, "instancesAtMax": 0, "maxInstances": 1,
+                     "tasksAtPeak": 0, "instancesAtPeak": 0},
+        # ROLLING at 200%: two more tasks during a deployment at the maximum.
         "spot": {"instanceType": "t3.medium", "tasksPerInstance": 2, "bindingLimit": "network interfaces",
-                 "tasksAtMin": 1, "tasksAtMax": 2, "instancesAtMin": 1, "instancesAtMax": 1, "maxInstances": 2},
+                 "tasksAtMin": 1, "tasksAtMax": 2, "instancesAtMin": 1, "instancesAtMax": 1, "maxInstances": 2,
+                 "tasksAtPeak": 4, "instancesAtPeak": 2},
     }
     assert prod.outputs["capacityPlan"] == {
         "onDemand": {"instanceType": "c6i.2xlarge", "tasksPerInstance": 3,
                      "bindingLimit": "cpu, memory, network interfaces", "tasksAtMin": 2, "tasksAtMax": 4,
-                     "instancesAtMin": 2, "instancesAtMax": 3, "maxInstances": 6},
+                     "instancesAtMin": 2, "instancesAtMax": 3, "maxInstances": 6,
+                     "tasksAtPeak": 8, "instancesAtPeak": 4},
+        # CANARY: a whole green revision (split like blue, its own base included) beside blue.
         "spot": {"instanceType": "c6i.2xlarge", "tasksPerInstance": 3,
                  "bindingLimit": "cpu, memory, network interfaces", "tasksAtMin": 0, "tasksAtMax": 6,
-                 "instancesAtMin": 0, "instancesAtMax": 3, "maxInstances": 6},
+                 "instancesAtMin": 0, "instancesAtMax": 3, "maxInstances": 6, "tasksAtPeak": 12, "instancesAtPeak": 5},
     }
 
 
 def test_spot_plan_uses_the_type_that_holds_the_fewest_tasks() -> None:
-    # spotMaxCount 14: a deployment at 200% runs 14 of its 20 tasks on Spot, one per c6i.large.
+    # ROLLING: a canary's green revision (ten more tasks) would not fit six c6i.large.
     run = run_stack("prod", overrides={"spotInstanceTypes": ["c6i.2xlarge", "c6i.large"], "taskCpu": 1024,
-                                       "taskMemoryMiB": 2048, "spotMaxCount": 14})
+                                       "taskMemoryMiB": 2048, "deploymentStrategy": "ROLLING"})
     spot = run.outputs["capacityPlan"]["spot"]
     assert (spot["instanceType"], spot["tasksPerInstance"], spot["bindingLimit"]) == ("c6i.large", 1, "cpu, memory")
 
@@ -184,7 +189,8 @@ def test_prod_with_spot_keeps_two_tasks_on_demand() -> None:
 def test_a_plan_that_cannot_place_the_maximum_is_refused_before_any_resource() -> None:
     run, raised = run_stack_expecting_error("prod", {"maxTaskCount": 40})
     assert isinstance(raised, SettingsError) and run.resources == []
-    assert ("model-serving:maxTaskCount = 40: cannot be placed: the strategy puts 29 tasks on the spot provider, "
+    assert ("model-serving:maxTaskCount = 40: cannot be placed: a CANARY release at the maximum runs green beside "
+            "blue, 58 tasks on the spot provider, "
             "whose c6i.2xlarge holds 3 (limited by cpu, memory, network interfaces) and whose spotMaxCount is 6, "
             "so at most 18 fit") in str(raised)
 

@@ -31,7 +31,7 @@ def test_alb_is_public_hardened_and_protected_in_prod(stack: str, protected: boo
 @pytest.mark.parametrize(("stack", "delay"), [("dev", 30), ("prod", 45)])
 def test_target_group_is_ip_with_the_tuned_health_check(stack: str, delay: int,
                                                         request: pytest.FixtureRequest) -> None:
-    tg = request.getfixturevalue(stack).one(TG)
+    tg = request.getfixturevalue(stack).one(TG, "-tg")
     assert tg["targetType"] == "ip"
     assert (tg["protocol"], tg["port"]) == ("HTTP", 8080)
     assert tg["deregistrationDelay"] == delay
@@ -42,13 +42,13 @@ def test_target_group_is_ip_with_the_tuned_health_check(stack: str, delay: int,
 
 
 def test_health_check_path_comes_from_config(dev_variant: StackRun) -> None:
-    assert dev_variant.one(TG)["healthCheck"]["path"] == "/v1/ready"
+    assert dev_variant.one(TG, "-tg")["healthCheck"]["path"] == "/v1/ready"
 
 
 def test_without_a_certificate_http_forwards_to_the_target_group(run: StackRun) -> None:
-    (listener,) = run.of_type(LISTENER)
+    listener = run.one(LISTENER, "-http")  # prod has the release's test listener too (tests/test_release.py)
     assert (listener["port"], listener["protocol"]) == (80, "HTTP")
-    assert listener["defaultActions"] == [{"type": "forward", "targetGroupArn": run.one(TG).state["arn"]}]
+    assert listener["defaultActions"] == [{"type": "forward", "targetGroupArn": run.one(TG, "-tg").state["arn"]}]
     assert listener["loadBalancerArn"] == run.one(LB).state["arn"]
 
 
@@ -60,7 +60,7 @@ def test_with_a_certificate_http_redirects_to_a_modern_https_listener(prod_varia
     https = listeners[443]
     assert (https["protocol"], https["sslPolicy"], https["certificateArn"]) == ("HTTPS", TLS_POLICY, CERTIFICATE)
     assert TLS_POLICY == "ELBSecurityPolicy-TLS13-1-2-2021-06"
-    assert https["defaultActions"] == [{"type": "forward", "targetGroupArn": run.one(TG).state["arn"]}]
+    assert https["defaultActions"] == [{"type": "forward", "targetGroupArn": run.one(TG, "-tg").state["arn"]}]
 
 
 def test_prod_writes_access_logs_to_a_private_retained_bucket(prod: StackRun) -> None:

@@ -54,9 +54,28 @@ def alarms(run: StackRun) -> dict[str, Any]:
 def resources(run: StackRun) -> dict[str, str]:
     """The names and ARN suffixes that identify this stack's resources in CloudWatch dimensions."""
     lb = run.one("aws:lb/loadBalancer:LoadBalancer").state["arnSuffix"]
-    tg = run.one("aws:lb/targetGroup:TargetGroup").state["arnSuffix"]
-    return {"LoadBalancer": lb, "TargetGroup": tg, "ClusterName": run.one("aws:ecs/cluster:Cluster").state["name"],
+    return {"LoadBalancer": lb, "ClusterName": run.one("aws:ecs/cluster:Cluster").state["name"],
             "ServiceName": run.one("aws:ecs/service:Service").state["name"]}
+
+
+def target_groups(run: StackRun) -> set[str]:
+    """ARN suffixes of the primary target group and, with a shifting release strategy, the alternate one."""
+    return {tg.state["arnSuffix"] for tg in run.of_type("aws:lb/targetGroup:TargetGroup")}
+
+
+@pytest.mark.parametrize(("name", "groups"), [("dev", 1), ("prod", 2)])  # prod releases by canary
+def test_unhealthy_targets_counts_every_target_group_production_may_be_on(
+        name: str, groups: int, request: pytest.FixtureRequest) -> None:
+    run = stack(name, request)
+    alarm, lb = alarms(run)["unhealthy-targets"], resources(run)["LoadBalancer"]
+    read = inputs_of(alarm)
+    assert {(namespace, metric, stat, period) for namespace, metric, stat, _, period in read} == {
+        (ALB, "UnHealthyHostCount", "Maximum", 60)}
+    assert [d["LoadBalancer"] for *_, d, _ in read] == [lb] * groups
+    assert {d["TargetGroup"] for *_, d, _ in read} == target_groups(run) and len(target_groups(run)) == groups
+    ids = [q["id"] for q in alarm["metricQueries"] if "metric" in q]
+    assert expression_of(alarm) == " + ".join(f"FILL({query}, 0)" for query in ids)
+    assert (alarm["threshold"], alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (0, 5, 5)
 
 
 def inputs_of(alarm: Any) -> list[tuple[str, str, str, dict[str, str], int]]:
@@ -76,13 +95,13 @@ def expression_of(alarm: Any) -> str:
 
 # what -> metrics read (namespace, metric, statistic, dimension keys), period, evaluation periods, datapoints
 SPECS: dict[str, tuple[list[tuple[str, str, str, tuple[str, ...]]], int, int, int]] = {
-    "target-5xx-rate": ([(ALB, "HTTPCode_Target_5XX_Count", "Sum", ("LoadBalancer", "TargetGroup")),
-                         (ALB, "RequestCount", "Sum", ("LoadBalancer", "TargetGroup"))], 60, 3, 3),
+    # By load balancer: the figures follow production to whichever target group a release leaves it on.
+    "target-5xx-rate": ([(ALB, "HTTPCode_Target_5XX_Count", "Sum", ("LoadBalancer",)),
+                         (ALB, "RequestCount", "Sum", ("LoadBalancer",))], 60, 3, 3),
     "elb-5xx-rate": ([(ALB, "HTTPCode_ELB_5XX_Count", "Sum", ("LoadBalancer",)),
                       (ALB, "RequestCount", "Sum", ("LoadBalancer",))], 60, 3, 3),
-    "latency-p99": ([(ALB, "TargetResponseTime", "p99", ("LoadBalancer", "TargetGroup")),
-                     (ALB, "RequestCount", "Sum", ("LoadBalancer", "TargetGroup"))], 60, 5, 3),
-    "unhealthy-targets": ([(ALB, "UnHealthyHostCount", "Maximum", ("LoadBalancer", "TargetGroup"))], 60, 5, 5),
+    "latency-p99": ([(ALB, "TargetResponseTime", "p99", ("LoadBalancer",)),
+                     (ALB, "RequestCount", "Sum", ("LoadBalancer",))], 60, 5, 3),
     "running-tasks-low": ([("ECS/ContainerInsights", "RunningTaskCount", "Minimum", ("ClusterName", "ServiceName")),
                            ("ECS/ContainerInsights", "DesiredTaskCount", "Maximum", ("ClusterName", "ServiceName"))],
                           60, 5, 5),
@@ -234,7 +253,7 @@ def test_dashboard_references_only_this_stacks_metrics_and_dimensions(name: str,
     env = {e["name"]: e["value"] for e in json.loads(
         run.one("aws:ecs/taskDefinition:TaskDefinition")["containerDefinitions"])[0]["environment"]}
     allowed = {
-        ALB: {"LoadBalancer": {ours["LoadBalancer"]}, "TargetGroup": {ours["TargetGroup"]}},
+        ALB: {"LoadBalancer": {ours["LoadBalancer"]}, "TargetGroup": target_groups(run)},
         "AWS/ECS": {"ClusterName": {ours["ClusterName"]}, "ServiceName": {ours["ServiceName"]}},
         "ECS/ContainerInsights": {"ClusterName": {ours["ClusterName"]}, "ServiceName": {ours["ServiceName"]}},
         "AWS/ECS/ManagedScaling": {"ClusterName": {ours["ClusterName"]}, "CapacityProviderName": providers},

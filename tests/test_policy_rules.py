@@ -433,7 +433,7 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
         {"Statement": {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}})}, {}, True),
     ("iam-no-wildcard-actions-or-admin", "aws:iam/policy:Policy", {"policy": json.dumps(
         {"Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]})}, {}, False),
-    ("iam-role-trust-scoped-to-service", ROLE, {"assumeRolePolicy": trust("lambda.amazonaws.com")}, {}, True),
+    ("iam-role-trust-scoped-to-service", ROLE, {"assumeRolePolicy": trust("codebuild.amazonaws.com")}, {}, True),
     ("iam-role-trust-scoped-to-service", ROLE, {"assumeRolePolicy": trust(Action="sts:*")}, {}, True),
     ("alb-desync-mitigation", LB, {"dropInvalidHeaderFields": True}, {}, False),  # unset = AWS's defensive
     ("alb-http-redirects-to-https", "aws:lb/listener:Listener", {"protocol": "HTTPS", "port": 443.0}, {}, False),

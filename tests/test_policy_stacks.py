@@ -60,8 +60,8 @@ def test_prod_stack_with_a_certificate_reports_nothing() -> None:
     """With certificateArn set, prod still passes every policy, the HTTPS ones included."""
     run = program("prod-variant")  # tests/conftest.py: prod with a certificate (and a full image URI)
     assert run.config["model-serving:certificateArn"].startswith("arn:aws:acm:")
-    assert {r.name for r in run.of_type("aws:lb/listener:Listener")} == {"model-serving-prod-http",
-                                                                           "model-serving-prod-https"}
+    assert {r.name for r in run.of_type("aws:lb/listener:Listener")} == {
+        "model-serving-prod-http", "model-serving-prod-https", "model-serving-prod-test"}  # test: CANARY releases
     violations = run_pack(run, "prod")
     assert violations == [], "\n".join(map(str, violations))
 
@@ -110,8 +110,10 @@ def new_violations(run: StackRun) -> set[str]:
 
 CONFIG_FLIPS: list[tuple[dict[str, Any], set[str]]] = [
     ({"containerInsights": False}, {"ecs-container-insights"}),
-    # Without tasks on Spot: validation refuses a drain longer than the Spot interruption notice.
-    ({"deregistrationDelaySeconds": 300, "spotWeight": 0}, {"target-group-deregistration-delay"}),
+    # Without tasks on Spot: validation refuses a drain longer than the Spot interruption notice. On-Demand then
+    # needs room for a canary's green tasks.
+    ({"deregistrationDelaySeconds": 300, "spotWeight": 0, "instanceMaxCount": 7},
+     {"target-group-deregistration-delay"}),
     ({"albAccessLogs": False}, {"alb-access-logs"}),
     ({"logKmsEncryption": False}, {"log-group-kms"}),
     ({"logRetentionDays": 30}, {"log-group-retention-one-year"}),
@@ -151,6 +153,7 @@ SERVICE = "aws:ecs/service:Service"
 TD = "aws:ecs/taskDefinition:TaskDefinition"
 CP = "aws:ecs/capacityProvider:CapacityProvider"
 TG = "aws:lb/targetGroup:TargetGroup"
+PRIMARY_TG = "model-serving-prod-tg"  # not the release's alternate group
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 ON_DEMAND, SPOT = "model-serving-prod-instances", "model-serving-prod-spot"  # launch templates and groups
 
@@ -199,6 +202,13 @@ def drop_dependency(name: str, *dependents: tuple[str, str | None]) -> Callable[
 
 def drop_service_dependency(name: str) -> Callable[[StackRun], None]:
     return drop_dependency(name, (SERVICE, None))
+
+
+def _drop_routes(run: StackRun, names: tuple[str, ...]) -> None:
+    service = edit(run, SERVICE, lambda _: None)
+    service.dependencies = [u for u in service.dependencies if not u.endswith(tuple(f"::{n}" for n in names))]
+    service.property_dependencies = {key: [u for u in urns if not u.endswith(tuple(f"::{n}" for n in names))]
+                                     for key, urns in service.property_dependencies.items()}
 
 
 def clear_ignore_changes(type_: str, name: str | None = None) -> Callable[[StackRun], None]:
@@ -319,8 +329,10 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
      {"ecs-managed-termination-protection"}),
     ("capacity provider named ecs-", rename(CP, "cp-model-serving-prod-spot", "ecs-model-serving-prod-spot"),
      {"ecs-capacity-provider-name-prefix"}),
-    ("target type instance", set_input(TG, "targetType", "instance"), {"lb-target-type-matches-network-mode"}),
-    ("target group name too long", set_input(TG, "name", "model-serving-production-targets-1"), {"lb-name-length"}),
+    ("target type instance", set_input(TG, "targetType", "instance", PRIMARY_TG),
+     {"lb-target-type-matches-network-mode"}),
+    ("target group name too long", set_input(TG, "name", "model-serving-production-targets-1", PRIMARY_TG),
+     {"lb-name-length"}),
     ("task larger than the instance", set_input(TD, "memory", "32768"), {"ecs-task-fits-instance-type"}),
     ("smaller instance type", set_input(LT, "instanceType", "t3.small", ON_DEMAND), {"ecs-task-fits-instance-type"}),
     ("smaller Spot instance type", set_input(ASG, "mixedInstancesPolicy.launchTemplate.overrides.0.instanceType",
@@ -333,7 +345,10 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
                "model-serving-prod-requests"), {"autoscaling-request-count-label"}),
     ("service not waiting for the capacity association",
      drop_service_dependency("model-serving-prod-capacity-providers"), {"ecs-service-depends-on-capacity-association"}),
-    ("service not waiting for the listener", drop_service_dependency("model-serving-prod-http"),
+    # prod's canary releases: the production rule and the test listener forward to the target group too, and
+    # the service names the rules in loadBalancers (as a service without advancedConfiguration would not).
+    ("service not waiting for the listener", lambda run: _drop_routes(run, (
+        "model-serving-prod-http", "model-serving-prod-production", "model-serving-prod-test")),
      {"ecs-service-depends-on-listener-and-role-policies"}),
     ("service not waiting for the execution policy",
      drop_service_dependency("model-serving-prod-execution-AmazonECSTaskExecutionRolePolicy"),
@@ -405,8 +420,10 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
     ("binpack before spread", set_input(SERVICE, "orderedPlacementStrategies", [
         {"type": "binpack", "field": "memory"}, {"type": "spread", "field": "attribute:ecs.availability-zone"}]),
      {"ecs-service-az-spread"}),
-    ("health check accepts 5xx", set_input(TG, "healthCheck.matcher", "200-599"), {"target-group-health-check"}),
-    ("plain HTTP on 443", set_input("aws:lb/listener:Listener", "port", 443.0), {"alb-https-on-443"}),
+    ("health check accepts 5xx", set_input(TG, "healthCheck.matcher", "200-599", PRIMARY_TG),
+     {"target-group-health-check"}),
+    ("plain HTTP on 443", set_input("aws:lb/listener:Listener", "port", 443.0,
+                                        "model-serving-prod-http"), {"alb-https-on-443"}),
     ("VPC without NAT", lambda run: edit_inputs(run, "awsx:ec2:Vpc", _set("natGateways.strategy", "None")),
      {"vpc-private-subnets-have-egress"}),
     ("task role reads every bucket", add_task_role_policy({"Statement": [

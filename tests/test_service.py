@@ -47,8 +47,10 @@ def test_tasks_run_privately_behind_the_target_group(run: StackRun) -> None:
     tasks_group = next(g for g in run.of_type("aws:ec2/securityGroup:SecurityGroup") if g.name.endswith("-tasks"))
     assert service["networkConfiguration"]["assignPublicIp"] is False
     assert service["networkConfiguration"]["securityGroups"] == [f"{tasks_group.name}-id"]
-    assert service["loadBalancers"] == [{"targetGroupArn": run.one("aws:lb/targetGroup:TargetGroup").state["arn"],
-                                         "containerName": "model-server", "containerPort": 8080}]
+    # advancedConfiguration (prod's canary releases) is tests/test_release.py's
+    assert [{k: v for k, v in lb.items() if k != "advancedConfiguration"} for lb in service["loadBalancers"]] == [
+        {"targetGroupArn": run.one("aws:lb/targetGroup:TargetGroup", "-tg").state["arn"],
+         "containerName": "model-server", "containerPort": 8080}]
     assert service["taskDefinition"] == run.one("aws:ecs/taskDefinition:TaskDefinition").state["arn"]
     assert service["cluster"] == run.one("aws:ecs/cluster:Cluster").state["arn"]
 

@@ -37,7 +37,7 @@ def test_every_aws_resource_uses_the_tagging_provider(run: StackRun) -> None:
 
 def test_length_limited_names_fit_after_autonaming(run: StackRun) -> None:
     lb = run.one("aws:lb/loadBalancer:LoadBalancer")
-    tg = run.one("aws:lb/targetGroup:TargetGroup")
+    tg = run.one("aws:lb/targetGroup:TargetGroup", "-tg")
     assert "name" not in lb.inputs and "name" not in tg.inputs  # auto-named, so replacements never clash
     assert len(lb.name) + AUTONAME_SUFFIX_LENGTH <= LOAD_BALANCER_NAME_MAX
     assert len(tg.name) + AUTONAME_SUFFIX_LENGTH <= TARGET_GROUP_NAME_MAX
@@ -64,7 +64,7 @@ def test_outputs(run: StackRun) -> None:
     assert run.outputs["spotAutoScalingGroupName"] == groups["spot"]
     assert run.outputs["capacityProviderName"] == providers[run.stack]  # cp-model-serving-<stack>
     assert run.outputs["spotCapacityProviderName"] == providers["spot"]
-    assert run.outputs["logGroupName"] == run.one("aws:cloudwatch/logGroup:LogGroup").state["name"]
+    assert run.outputs["logGroupName"] == run.one("aws:cloudwatch/logGroup:LogGroup", f"-{run.stack}").state["name"]
 
 
 def test_service_url_is_https_when_a_certificate_is_configured(dev_variant: StackRun) -> None:

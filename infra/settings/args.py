@@ -21,10 +21,12 @@ from infra.network import HTTP_PORT, HTTPS_PORT, NetworkArgs
 from infra.observability import AlarmThresholds, ObservabilityArgs, deployment_alarm_names
 from infra.regions import regions
 from infra.registry import RegistryArgs
-from infra.service import ServiceArgs
+from infra.release import ReleaseArgs, ReleaseCheckArgs
+from infra.service import DeploymentArgs, ServiceArgs
 from infra.settings.model import Settings
 from infra.settings.provider import merged_default_tags
 from infra.settings.rules import GRACEFUL, KEEPALIVE, TMPDIR
+from infra.settings.strategy import SHIFTING, service_strategy, traffic_shifting
 from infra.task import ContainerArgs, TaskArgs
 
 
@@ -40,6 +42,7 @@ class StackArgs:
     service: ServiceArgs
     autoscaling: AutoscalingArgs
     observability: ObservabilityArgs
+    release: ReleaseArgs | None = None  # None: a ROLLING service with no traffic-shifting resources
 
 
 def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
@@ -181,7 +184,11 @@ def component_args(s: Settings) -> StackArgs:
             deployment_minimum_healthy_percent=s.deployment_minimum_healthy_percent,
             deployment_maximum_percent=s.deployment_maximum_percent,
             health_check_grace_period_seconds=s.health_check_grace_period_seconds, container_port=s.container_port,
-            deployment_alarm_names=deployment_alarm_names(s.name_prefix)),
+            deployment_alarm_names=deployment_alarm_names(s.name_prefix),
+            deployment=DeploymentArgs(
+                strategy=service_strategy(s), bake_minutes=s.deployment_bake_minutes, canary_percent=s.canary_percent,
+                canary_bake_minutes=s.canary_bake_minutes, linear_step_percent=s.linear_step_percent,
+                linear_step_bake_minutes=s.linear_step_bake_minutes) if traffic_shifting(s) else None),
         autoscaling=AutoscalingArgs(
             min_tasks=s.min_task_count, max_tasks=s.max_task_count,
             requests_per_target_per_minute=s.requests_per_target_per_minute,
@@ -196,4 +203,11 @@ def component_args(s: Settings) -> StackArgs:
             notify=prod or bool(s.alarm_emails), alarm_emails=s.alarm_emails,
             kms_deletion_window_days=30 if prod else 7, metrics_service_name=s.name_prefix,
             capacity_groups=tuple(group.name for group in capacity_groups(s))),
+        release=ReleaseArgs(
+            name_prefix=s.name_prefix, test_listener_port=s.test_listener_port, test_cidrs=s.test_listener_cidrs,
+            certificate_arn=s.certificate_arn,
+            check=ReleaseCheckArgs(min_accuracy_percent=s.release_check_min_accuracy_percent,
+                                   p99_ms=alarm_thresholds(s).latency_objective_ms,  # the latency alarm's objective
+                                   log_retention_days=s.log_retention_days)
+            if service_strategy(s) in SHIFTING else None) if traffic_shifting(s) else None,
     )

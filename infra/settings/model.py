@@ -461,8 +461,8 @@ class _Observability(BaseModel):
                                                "minute the error-rate and latency alarms stay OK, so a quiet "
                                                "service does not alarm on one slow or failed request.")
     latency_objective_ms: Int = Field(0, ge=0, le=4000000, description="p99 target response time the latency "
-                                      "alarm holds the service to, in milliseconds; 0 takes the environment "
-                                      "class's value (infra/settings/args.py).")
+                                      "alarm holds the service to, and the release check the green revision, in "
+                                      "milliseconds; 0 takes the environment class's value (infra/settings/args.py).")
     alarm_cpu_percent: Int = Field(90, ge=1, le=100, description="Average service CPU (percent of the tasks' "
                                    "reservation) that trips the CPU alarm after 15 minutes.")
     alarm_memory_percent: Int = Field(90, ge=1, le=100, description="Average service memory (percent of the "
@@ -477,13 +477,49 @@ class _Observability(BaseModel):
                                    "BATCH_MAX_WAIT_MS); only with batchMaxSize above 1.")
 
 
+STRATEGIES = ("ROLLING", "BLUE_GREEN", "LINEAR", "CANARY")
+
+
+class _Release(BaseModel):
+    """releases"""
+
+    model_config = CONFIG
+    deployment_strategy: Literal["auto", "ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"] = Field(
+        "auto", description="How ECS rolls out a new task definition: ROLLING replaces tasks in place; BLUE_GREEN, "
+        "LINEAR and CANARY start a full green revision behind the alternate target group, run the release check "
+        "on the test listener, then shift production traffic (all at once, in steps, or a canary share first) and "
+        "roll back on a failed check or alarm. auto: CANARY for environmentClass prod, ROLLING for dev.")
+    previous_deployment_strategy: Literal["none", "ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"] = Field(
+        "none", description="Set to the strategy the running service uses when changing deploymentStrategy between "
+        "ROLLING and the others: the change then takes two updates (README, Releasing a new model). none: no "
+        "change in progress.")
+    deployment_bake_minutes: Int = Field(10, ge=0, le=1440, description="Minutes blue and green both run after "
+                                         "all production traffic moved to green, before blue stops (an alarm in "
+                                         "this time rolls back at once).")
+    canary_percent: Int = Field(10, ge=1, le=100, description="CANARY: share of production traffic the green "
+                                "revision gets first, in whole percent.")
+    canary_bake_minutes: Int = Field(10, ge=0, le=1440, description="CANARY: minutes the canary share runs "
+                                     "before the rest of the traffic moves.")
+    linear_step_percent: Int = Field(20, ge=3, le=100, description="LINEAR: share of production traffic moved "
+                                     "per step, in whole percent.")
+    linear_step_bake_minutes: Int = Field(5, ge=0, le=1440, description="LINEAR: minutes between steps.")
+    test_listener_port: Int = Field(9000, ge=1, le=65535, description="Port of the test listener that reaches "
+                                    "the green revision during a release (not 80 or 443).")
+    test_listener_cidrs: StrList(Check(is_cidr, "must be an IPv4 CIDR like 203.0.113.0/24")) = Field(  # type: ignore[valid-type]
+        (), description="IPv4 CIDRs allowed to reach the test listener besides the release check; empty keeps it "
+        "off the internet.")
+    release_check_min_accuracy_percent: Int = Field(
+        90, ge=0, le=100, description="The release check fails when fewer of the smoke set's labels "
+        "(app/smoke/requests.json) are answered correctly, in percent.")
+
+
 # The order of the generated Pulumi.yaml block and README table.
 SECTIONS: tuple[type[BaseModel], ...] = (_Environment, _Network, _Registry, _Capacity, _Spot, _Task,
-                                         _LoadBalancer, _Service, _Scaling, _Observability)
+                                         _LoadBalancer, _Service, _Scaling, _Observability, _Release)
 
 
-class Settings(_Observability, _Scaling, _Service, _LoadBalancer, _Task, _Spot, _Capacity, _Registry, _Network,
-               _Environment):
+class Settings(_Release, _Observability, _Scaling, _Service, _LoadBalancer, _Task, _Spot, _Capacity, _Registry,
+               _Network, _Environment):
     """The validated settings of one stack (every section's fields, flat, one per config key)."""
 
     model_config = CONFIG
@@ -532,17 +568,17 @@ class Settings(_Observability, _Scaling, _Service, _LoadBalancer, _Task, _Spot, 
     def environment(self) -> tuple[tuple[str, str], ...]:
         return tuple((name, value) for name, _, value in (item.partition("=") for item in self.container_environment))
 
-    def capacity_plan(self, max_tasks: int | None = None) -> list[ProviderPlan]:
-        """Tasks per instance and instances needed, per capacity provider (onDemand first), at maxTaskCount or
-        at `max_tasks` (the tasks a deployment runs at once)."""
+    def capacity_plan(self, extra_tasks: int | None = None) -> list[ProviderPlan]:
+        """Tasks per instance and instances needed, per capacity provider (onDemand first); `extra_tasks` are the
+        tasks a deployment at maxTaskCount starts beside the running ones (infra/settings/args.py)."""
         groups = [GroupSpec("onDemand", (self.instance,), self.on_demand_base_tasks, self.on_demand_weight,
                             self.instance_max_count)]
         if self.spot:
             spot_types = tuple(instance_types()[name] for name in self.spot_instance_types)
             groups.append(GroupSpec("spot", spot_types, 0, self.spot_weight, self.spot_max_count))
         task = TaskSize(self.task_cpu, self.task_memory_mib, self.gpus_per_task)
-        return plan(groups, task, self.min_task_count, max_tasks or self.max_task_count,
-                    self.capacity_target_percent)
+        return plan(groups, task, self.min_task_count, self.max_task_count, self.capacity_target_percent,
+                    extra_tasks=extra_tasks)
 
     # The `aws:` settings (ProviderArgs keyword arguments, infra/settings/provider.py) and the region.
     _provider: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -14,9 +14,11 @@ from typing import Any
 from infra.instance_types import instance_types, schedulable
 from infra.metrics import STACK_ENVIRONMENT
 from infra.naming import name_problems
+from infra.network import HTTP_PORT, HTTPS_PORT
 from infra.regions import regions
 from infra.settings import cron
 from infra.settings.model import Settings
+from infra.settings.strategy import deployment_extra_tasks, deployment_strategy, traffic_shifting
 
 # The port the reference server built from app/ listens on unless PORT is set (app/Dockerfile).
 REFERENCE_IMAGE_PORT = 8080
@@ -69,6 +71,7 @@ def check_consistency(r: Errors, s: Settings) -> None:
     if s.is_prod:
         _check_prod(r, s)
     check_deploy_time_facts(r, s)
+    _check_release(r, s)
 
 
 def _check_instance_fit(r: Errors, s: Settings) -> None:
@@ -122,7 +125,10 @@ def _check_capacity_providers(r: Errors, s: Settings) -> None:
                f"must not exceed instanceMaxCount ({s.instance_max_count})")
     if r:
         return
-    for provider in s.capacity_plan():
+    # A shifting strategy cannot release at all unless a whole green revision fits beside blue; a rolling update
+    # beyond the room left only goes slower, so its peak is planned (the output) but not enforced.
+    shifting = traffic_shifting(s)
+    for provider in s.capacity_plan(deployment_extra_tasks(s) if shifting else None):
         keys = ("instanceMaxCount", "instanceType") if provider.name == "onDemand" else ("spotMaxCount",
                                                                                           "spotInstanceTypes")
         if provider.tasks_per_instance == 0:
@@ -130,7 +136,10 @@ def _check_capacity_providers(r: Errors, s: Settings) -> None:
                    f"{s.task_memory_mib} MiB and {s.gpus_per_task} GPUs ({provider.binding_limit} runs out)")
         elif not provider.placeable:
             r.fail("maxTaskCount", s.max_task_count,
-                   f"cannot be placed: the strategy puts {provider.tasks_at_max} tasks on the {provider.name} "
+                   "cannot be placed: " + (
+                       f"a {deployment_strategy(s)} release at the maximum runs green beside blue, "
+                       f"{provider.tasks_at_peak} tasks" if shifting
+                       else f"the strategy puts {provider.tasks_at_max} tasks") + f" on the {provider.name} "
                    f"provider, whose {provider.instance_type} holds {provider.tasks_per_instance} (limited by "
                    f"{provider.binding_limit}) and whose {keys[0]} is {provider.max_instances}, so at most "
                    f"{provider.tasks_per_instance * provider.max_instances} fit")
@@ -356,20 +365,21 @@ def _check_image_and_instances(r: Errors, s: Settings) -> None:
 
 def _check_deployment_room(r: Errors, s: Settings) -> None:
     """At maxTaskCount with deploymentMinimumHealthyPercent keeping every task, a rolling deployment must start a
-    task before it stops one: the groups must hold one more (a stack that fits exactly can never deploy)."""
+    task before it stops one: the groups must hold one more (a stack that fits exactly can never deploy). Shifting
+    strategies need room for a whole green revision, which _check_capacity_providers enforces."""
     deploying = s.deployment_max_tasks
-    if deploying == s.max_task_count or any(
+    if deploying == s.max_task_count or traffic_shifting(s) or any(
             not p.placeable or not p.tasks_per_instance for p in s.capacity_plan()):
-        return  # no extra tasks, or the maximum itself does not fit (reported above)
-    for provider in s.capacity_plan(deploying):
+        return  # no extra task, a green revision checked elsewhere, or the maximum itself does not fit (reported)
+    for provider in s.capacity_plan(extra_tasks=deploying - s.max_task_count):
         if not provider.placeable:
             key = "instanceMaxCount" if provider.name == "onDemand" else "spotMaxCount"
-            needed = -(-provider.tasks_at_max // provider.tasks_per_instance)
+            needed = -(-provider.tasks_at_peak // provider.tasks_per_instance)
             r.fail("maxTaskCount", s.max_task_count,
                    f"leaves no room for a deployment: deploymentMinimumHealthyPercent "
                    f"{s.deployment_minimum_healthy_percent} keeps all {s.max_task_count} tasks running, so ECS must "
                    f"run {deploying} at once before it can stop one; the {provider.name} provider gets "
-                   f"{provider.tasks_at_max} of them and its {provider.instance_type} holds "
+                   f"{provider.tasks_at_peak} of them and its {provider.instance_type} holds "
                    f"{provider.tasks_per_instance}: "
                    f"raise {key} to {needed}, or lower deploymentMinimumHealthyPercent or maxTaskCount")
 
@@ -418,3 +428,13 @@ def _check_release_tag(r: Errors, s: Settings) -> None:
     if s.is_prod and tag and not tag.startswith("sha256:") and not fnmatch.fnmatchcase(tag, s.ecr_release_tag_pattern):
         r.fail("image", tag, f"must match ecrReleaseTagPattern ({s.ecr_release_tag_pattern}) with environmentClass "
                "prod: the lifecycle policy keeps release tags for rollbacks and may expire any other tag")
+
+
+def _check_release(r: Errors, s: Settings) -> None:
+    if s.test_listener_port in (HTTP_PORT, HTTPS_PORT):
+        r.fail("testListenerPort", s.test_listener_port,
+               f"must not be {HTTP_PORT} or {HTTPS_PORT}: those ports serve production")
+    if traffic_shifting(s) and s.existing_vpc_id and not s.test_listener_cidrs:
+        r.fail("testListenerCidrs", [], f"must list the NAT gateway addresses (as /32) of existingVpcId's private "
+               f"subnets with deploymentStrategy {deployment_strategy(s)}: the release check reaches the test "
+               "listener through them, and only the stack's own NAT gateways are known to it")

@@ -74,7 +74,8 @@ MODERN_TLS_POLICY = re.compile(r"^ELBSecurityPolicy-TLS13-1-[23]-")
 # IAMFullAccess, AmazonS3FullAccess, AmazonECS_FullAccess, ...), wherever they are attached.
 ADMIN_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/(?:[\w+=,.@-]+/)*"
                           r"(?:AdministratorAccess|PowerUserAccess|\w*FullAccess\w*)$")
-TRUSTED_SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com")
+# ecs: the load-balancer infrastructure role and the release hook role; lambda: the release check.
+TRUSTED_SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com", "ecs.amazonaws.com", "lambda.amazonaws.com")
 # Actions that take no resource ARN (AWS's service authorization reference lists them with "*" only), so
 # `Resource: "*"` is the only way to grant them; every other action must name its resources (CKV_AWS_355).
 UNRESTRICTABLE_ACTIONS = frozenset(a.lower() for a in (
@@ -872,8 +873,9 @@ POLICIES: list[Policy] = [
           "List the actions the workload needs on the ARNs it needs; pass only named roles; never attach "
           "AdministratorAccess, PowerUserAccess or a *FullAccess policy."),
     _high("iam-role-trust-scoped-to-service",
-          "IAM roles trust only the ECS tasks or EC2 service principal. Sources: CKV_AWS_60, CKV_AWS_61.",
-          [ROLE], _trust_scoped, "Trust ecs-tasks.amazonaws.com or ec2.amazonaws.com with sts:AssumeRole only."),
+          "IAM roles trust only the service principals of the stack (ECS tasks, EC2, ECS releases, the release "
+          "check's Lambda). Sources: CKV_AWS_60, CKV_AWS_61.",
+          [ROLE], _trust_scoped, "Trust one of " + ", ".join(TRUSTED_SERVICES) + " with sts:AssumeRole only."),
     _medium("log-group-retention-set", "Log groups set a retention period. Sources: CKV_AWS_66.",
             [LOG_GROUP], _retention_set, "Set logRetentionDays (config)."),
     _medium("log-group-retention-one-year", "Log groups keep logs for at least 365 days. Sources: CKV_AWS_338.",
