@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import StackRun, run_stack
+from tests.harness import PROJECT, StackRun, run_stack, stack_config
 
 STACKS = ("dev", "prod")
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
@@ -41,6 +41,7 @@ DEV_VARIANT = {
 PROD_VARIANT = {"certificateArn": CERTIFICATE, "image": IMAGE_URI}
 
 _runs: dict[str, StackRun] = {}
+_variants: dict[tuple[str, frozenset[tuple[str, str]]], StackRun] = {}
 
 # Start-up and collection import the SDKs: a few hundred thousand objects that live as long as the session.
 # Collecting garbage while they load only scans them over and over (about 0.7 s on 2 cores), so the collector
@@ -93,6 +94,25 @@ def stack_run(stack: str) -> StackRun:
     return _runs[stack]
 
 
+def run_with(stack: str, **overrides: object) -> StackRun:
+    """`stack` (its stack file) with `overrides`, run once per session; the real stack's own run when the stack
+    file already says the same. Tests about one behaviour ask for the settings that show it instead of relying
+    on what today's stack file happens to set, so a release or a config change never breaks them."""
+    real = stack_run(stack)
+    config = stack_config(stack, overrides)
+    if config == real.config:
+        return real
+    key = (stack, frozenset(config.items()))
+    if key not in _variants:
+        _variants[key] = run_stack(stack, overrides=overrides)
+    return _variants[key]
+
+
+def setting(run: StackRun, key: str) -> str:
+    """A setting of `run` as the CLI passed it (text)."""
+    return run.config[f"{PROJECT}:{key}"]
+
+
 @pytest.fixture(params=STACKS)
 def run(request: pytest.FixtureRequest) -> StackRun:
     """Both real stacks: a test using it asserts the same behaviour for dev and for prod."""
@@ -107,6 +127,20 @@ def dev() -> StackRun:
 @pytest.fixture
 def prod() -> StackRun:
     return stack_run("prod")
+
+
+@pytest.fixture
+def dev_build() -> StackRun:
+    """dev building app/ (imageBuild true, dev's default): the real dev run unless its file deploys a given image."""
+    if setting(stack_run("dev"), "imageBuild") == "true":
+        return stack_run("dev")
+    return run_with("dev", imageBuild=True, image="latest")
+
+
+@pytest.fixture(params=STACKS)
+def plain_http(request: pytest.FixtureRequest) -> StackRun:
+    """Each real stack without a certificate (itself unless its stack file sets one)."""
+    return run_with(request.param, certificateArn="")
 
 
 @pytest.fixture

@@ -203,7 +203,10 @@ def test_dev_and_prod_differ_only_through_explicit_component_args() -> None:
     assert (prod.load_balancer.access_logs.retain_on_delete, prod.load_balancer.access_logs.force_destroy) == (
         True, False)
     assert (dev.logging.kms_deletion_window_days, prod.logging.kms_deletion_window_days) == (7, 30)
-    assert dev.image is not None and dev.image.tag == "latest" and prod.image is None
+    # dev builds app/ under its `image` tag unless its file deploys a given image; prod never builds.
+    dev_settings = parse_settings(PROJECT, "dev", raw_config("dev"))
+    assert (dev.image.tag if dev.image else None) == (dev_settings.image if dev_settings.image_build else None)
+    assert prod.image is None
 
 
 @pytest.mark.parametrize("module", sorted(path.stem for path in (PROJECT_DIR / "infra").glob("*.py")))

@@ -4,6 +4,7 @@ import functools
 import json
 
 from infra.naming import AUTONAME_SUFFIX_LENGTH, LOAD_BALANCER_NAME_MAX, TARGET_GROUP_NAME_MAX
+from tests.conftest import setting
 from tests.harness import PROJECT, StackRun, run_stack
 
 
@@ -53,7 +54,8 @@ def test_long_stack_names_are_shortened_for_the_load_balancer_and_target_group()
 
 
 def test_outputs(run: StackRun) -> None:
-    assert run.outputs["serviceUrl"] == "http://" + run.one("aws:lb/loadBalancer:LoadBalancer").state["dnsName"]
+    scheme = "https://" if setting(run, "certificateArn") else "http://"
+    assert run.outputs["serviceUrl"] == scheme + run.one("aws:lb/loadBalancer:LoadBalancer").state["dnsName"]
     assert run.outputs["repositoryUrl"] == run.one("aws:ecr/repository:Repository").state["repositoryUrl"]
     assert run.outputs["clusterName"] == run.one("aws:ecs/cluster:Cluster").state["name"]
     assert run.outputs["serviceName"] == run.one("aws:ecs/service:Service").state["name"]
@@ -61,9 +63,13 @@ def test_outputs(run: StackRun) -> None:
     providers = {p.name.rsplit("-", 1)[-1]: p.state["name"] for p in run.of_type(
         "aws:ecs/capacityProvider:CapacityProvider")}
     assert run.outputs["autoScalingGroupName"] == groups["instances"]
-    assert run.outputs["spotAutoScalingGroupName"] == groups["spot"]
     assert run.outputs["capacityProviderName"] == providers[run.stack]  # cp-model-serving-<stack>
-    assert run.outputs["spotCapacityProviderName"] == providers["spot"]
+    if json.loads(setting(run, "spotInstanceTypes")):
+        assert run.outputs["spotAutoScalingGroupName"] == groups["spot"]
+        assert run.outputs["spotCapacityProviderName"] == providers["spot"]
+    else:
+        assert "spot" not in groups and not {"spotAutoScalingGroupName", "spotCapacityProviderName"} & set(
+            run.outputs)
     assert run.outputs["logGroupName"] == run.one("aws:cloudwatch/logGroup:LogGroup").state["name"]
 
 
