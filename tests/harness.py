@@ -1,8 +1,9 @@
 """Run the real `__main__.py` under Pulumi mocks and record every resource it registers.
 
 Config is assembled the way the Pulumi CLI does it: Pulumi.yaml's defaults, then the stack file (when the
-stack has one; `stack_file` reads another copy of it, e.g. one a test edited), then the test's overrides. Each recorded resource carries its inputs, the state the mock
-returned, its parent, its dependencies and its resource options.
+stack has one; `stack_file` reads another copy of it, e.g. one a test edited), then the test's overrides.
+Each recorded resource carries its inputs, the state the mock returned, its parent, its dependencies and its
+resource options.
 """
 
 from __future__ import annotations

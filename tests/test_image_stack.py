@@ -86,7 +86,8 @@ def refusal(stack: str, overrides: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize(("stack", "overrides", "message"), [
-    ("dev", {"imageBuild": True, "image": URI}, f"model-serving:image = '{URI}': must be a tag when imageBuild is true"),
+    ("dev", {"imageBuild": True, "image": URI},
+     f"model-serving:image = '{URI}': must be a tag when imageBuild is true"),
     ("dev", {"imageBuild": True, "image": "sha256:" + "c" * 64}, "must be a tag when imageBuild is true"),
     ("prod", {"imageBuild": True}, "model-serving:imageBuild = true: must be false with environmentClass prod"),
     ("dev", {"imageBuild": True, "image": "v1.0.0", "containerPort": 9000},

@@ -4,6 +4,8 @@ After changing a setting, regenerate them with `venv/bin/python -m tools.readme_
 """
 
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from infra.settings.model import Settings
 from infra.settings.schema import config_schema, with_config_block
 from tests.harness import PROJECT_DIR, StackRun
 from tools import readme_tables
-from tools.readme_tables import config_table, plan_table
+from tools.readme_tables import config_table, cost_table, plan_table
 
 
 def readme_table(header: str) -> list[str]:
@@ -26,12 +28,34 @@ def test_generated_files_are_up_to_date() -> None:
     assert readme_tables.main(["--check"]) == 0, "run venv/bin/python -m tools.readme_tables"
 
 
-def test_the_check_fails_on_a_stale_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    stale = tmp_path / "Pulumi.yaml"
-    stale.write_text(readme_tables.PROJECT_FILE.read_text().replace("default: 8080", "default: 9090"))
-    monkeypatch.setattr(readme_tables, "PROJECT_FILE", stale)
-    assert readme_tables.stale() == [stale]
-    assert readme_tables.main(["--check"]) == 1
+def copy_of_the_project(into: Path) -> Path:
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "README.md"):
+        shutil.copy(PROJECT_DIR / name, into / name)
+    return into
+
+
+def test_the_check_fails_on_a_stale_file_and_regenerating_rewrites_it_in_place(tmp_path: Path) -> None:
+    root = copy_of_the_project(tmp_path)
+    stale = root / "Pulumi.yaml"
+    stale.write_text(stale.read_text().replace("default: 8080", "default: 9090"))
+    assert readme_tables.stale(root) == [stale]
+    assert readme_tables.main(["--check"], root=root) == 1
+    assert readme_tables.main([], root=root) == 0
+    assert stale.read_text() == (PROJECT_DIR / "Pulumi.yaml").read_text()
+    assert readme_tables.main(["--check"], root=root) == 0
+
+
+def test_a_release_leaves_the_readme_current_and_a_capacity_change_is_regenerated(tmp_path: Path) -> None:
+    """The README copies no value a release changes; the capacity tables follow the stack files."""
+    root = copy_of_the_project(tmp_path)
+    prod = root / "Pulumi.prod.yaml"
+    prod.write_text(prod.read_text().replace("model-serving:image: v1.0.0", "model-serving:image: v1.1.0"))
+    assert readme_tables.stale(root) == []
+    prod.write_text(prod.read_text().replace("model-serving:spotMaxCount: 6", "model-serving:spotMaxCount: 4"))
+    assert readme_tables.stale(root) == [root / "README.md"]
+    readme_tables.main([], root=root)
+    assert "| prod | spot | c6i.2xlarge | 3 | cpu, memory, network interfaces | 0 / 6 | 0 / 3 | 4 |" in (
+        root / "README.md").read_text()
 
 
 def test_pulumi_yaml_declares_exactly_the_model_with_its_types_and_defaults() -> None:
@@ -46,14 +70,32 @@ def test_ranges_come_from_the_model_not_from_hand_written_text() -> None:
     assert "| `containerPort` | integer | 1024-65535 |" in config_table()
 
 
-def test_readme_configuration_table_matches_the_model_and_stack_files() -> None:
+def test_readme_configuration_table_matches_the_model() -> None:
     expected = config_table().splitlines()
     assert readme_table(expected[0]) == expected
 
 
-def test_readme_capacity_plans_match_the_stacks() -> None:
-    expected = plan_table().splitlines()
+@pytest.mark.parametrize("table", [plan_table, cost_table])
+def test_readme_capacity_plans_and_costs_match_the_stacks(table: Callable[[], str]) -> None:
+    expected = table().splitlines()
     assert readme_table(expected[0]) == expected
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_costs_count_what_the_stack_creates(stack: str, request: pytest.FixtureRequest) -> None:
+    """NAT gateways, public IPv4 addresses and instances in the cost table are what the program deploys."""
+    run: StackRun = request.getfixturevalue(stack)
+    settings = readme_tables.stack_settings(stack)
+    vpc = run.one("awsx:ec2:Vpc")
+    zones = vpc["numberOfAvailabilityZones"]
+    assert readme_tables.nat_gateway_count(settings) == (1 if vpc["natGateways"]["strategy"] == "Single" else zones)
+    assert readme_tables.public_ipv4_count(settings) == readme_tables.nat_gateway_count(settings) + len(
+        run.one("aws:lb/loadBalancer:LoadBalancer")["subnets"])
+    plan = run.outputs["capacityPlan"]
+    row = readme_tables.cost_rows(settings)["instances (at min - max tasks)"]
+    for name, group in plan.items():
+        if group["instancesAtMax"]:
+            assert f"{group['instanceType']}" in row and f"{'Spot' if name == 'spot' else 'On-Demand'}" in row
 
 
 def test_every_declared_key_has_a_row_a_description_and_a_default() -> None:
@@ -71,7 +113,7 @@ def test_readme_outputs_table_lists_exactly_the_stack_outputs(dev: StackRun, pro
 
 
 def test_regenerating_keeps_provider_keys_and_everything_outside_the_config_block() -> None:
-    text = readme_tables.PROJECT_FILE.read_text()
+    text = (PROJECT_DIR / "Pulumi.yaml").read_text()
     with_region = text.replace("\nconfig:\n", "\nconfig:\n  aws:region: us-west-2\n", 1)
     regenerated = with_config_block(with_region)
     assert regenerated == with_config_block(regenerated)  # stable
