@@ -40,6 +40,16 @@ DEV_VARIANT = {
 }
 PROD_VARIANT = {"certificateArn": CERTIFICATE, "image": IMAGE_URI}
 
+# Each stack's Spot group and strategy as the shipped stack files set them. Tests about the Spot group run on a
+# stack with these settings: the real run while its file says the same, so turning Spot off (a documented
+# change) leaves them testing the group rather than failing.
+SPOT: dict[str, dict[str, object]] = {
+    "dev": {"spotInstanceTypes": ["t3.medium", "t3a.medium", "m5.large", "m6i.large", "m6a.large"],
+            "spotMinCount": 0, "spotMaxCount": 2, "onDemandBaseTasks": 0, "onDemandWeight": 0, "spotWeight": 1},
+    "prod": {"spotInstanceTypes": ["c6i.2xlarge", "c6a.2xlarge", "c5.2xlarge", "c5a.2xlarge", "m6i.2xlarge"],
+             "spotMinCount": 0, "spotMaxCount": 6, "onDemandBaseTasks": 2, "onDemandWeight": 1, "spotWeight": 3},
+}
+
 _runs: dict[str, StackRun] = {}
 _variants: dict[tuple[str, frozenset[tuple[str, str]]], StackRun] = {}
 
@@ -127,6 +137,12 @@ def dev() -> StackRun:
 @pytest.fixture
 def prod() -> StackRun:
     return stack_run("prod")
+
+
+@pytest.fixture(params=STACKS)
+def with_spot(request: pytest.FixtureRequest) -> StackRun:
+    """Each real stack with its shipped Spot group (itself while its stack file keeps Spot on)."""
+    return run_with(request.param, **SPOT[request.param])
 
 
 @pytest.fixture
