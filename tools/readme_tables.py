@@ -11,6 +11,7 @@ capacity-plan and cost tables are computed from Pulumi.dev.yaml and Pulumi.prod.
 """
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -54,8 +55,14 @@ def _yaml(path: Path) -> Any:
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+@functools.cache
+def _project_name(path: Path, mtime_ns: int) -> str:
+    return str(_yaml(path)["name"])
+
+
 def project_name(root: Path = PROJECT_DIR) -> str:
-    return str(_yaml(root / "Pulumi.yaml")["name"])
+    path = root / "Pulumi.yaml"
+    return _project_name(path, path.stat().st_mtime_ns)
 
 
 def stack_values(stack: str, root: Path = PROJECT_DIR) -> dict[str, str]:
@@ -119,7 +126,7 @@ def public_ipv4_count(s: Settings) -> int:
     return nat_gateway_count(s) + alb_zones
 
 
-def _instances(p: ProviderPlan, schedule: bool) -> str:
+def _instances(p: ProviderPlan) -> str:
     count = f"{p.instances_at_min}" if p.instances_at_min == p.instances_at_max else (
         f"{p.instances_at_min}-{p.instances_at_max}")
     hourly = ON_DEMAND_HOURLY.get(p.instance_type)
@@ -128,7 +135,7 @@ def _instances(p: ProviderPlan, schedule: bool) -> str:
         text = f"{count} Spot {p.instance_type}{price}"
     else:
         text = f"{count} On-Demand {p.instance_type}" + (f" at ~${_monthly(hourly)} each" if hourly else "")
-    return text + (", none while scaled to zero" if schedule else "")
+    return text
 
 
 def cost_rows(s: Settings) -> dict[str, str]:
@@ -146,7 +153,7 @@ def cost_rows(s: Settings) -> dict[str, str]:
                                  f"(NAT Elastic IPs, one per ALB zone)",
         "ALB": f"~${_monthly(ALB_HOURLY)} + LCUs",
         "fixed, without instances": f"**~${round(fixed)}**",
-        "instances (at min - max tasks)": "; ".join(_instances(p, bool(s.scale_to_zero_cron)) for p in plans),
+        "instances (at min - max tasks)": "; ".join(_instances(p) for p in plans),
         "logs": logs,
     }
 
@@ -176,8 +183,9 @@ def generated(root: Path = PROJECT_DIR) -> dict[Path, str]:
     return {project_file: with_config_block(project_file.read_text()), readme_path: readme}
 
 
-def stale(root: Path = PROJECT_DIR) -> list[Path]:
-    return [path for path, text in generated(root).items() if path.read_text() != text]
+def stale(root: Path = PROJECT_DIR, texts: dict[Path, str] | None = None) -> list[Path]:
+    texts = generated(root) if texts is None else texts
+    return [path for path, text in texts.items() if path.read_text() != text]
 
 
 def main(argv: list[str] | None = None, root: Path = PROJECT_DIR) -> int:
@@ -186,15 +194,15 @@ def main(argv: list[str] | None = None, root: Path = PROJECT_DIR) -> int:
                                      epilog="\n".join(__doc__.splitlines()[2:6]))
     parser.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
     check = parser.parse_args(argv).check
-    outdated = stale(root)
+    texts = generated(root)
+    outdated = stale(root, texts)
     if check:
         for path in outdated:
             print(f"{path.name} is stale: run venv/bin/python -m tools.readme_tables", file=sys.stderr)
         return 1 if outdated else 0
-    for path, text in generated(root).items():
-        if path in outdated:
-            path.write_text(text)
-            print(f"rewrote {path.name}")
+    for path in outdated:
+        path.write_text(texts[path])
+        print(f"rewrote {path.name}")
     if not outdated:
         print("Pulumi.yaml and README.md are up to date")
     return 0
