@@ -132,3 +132,82 @@ def test_regenerating_keeps_provider_keys_and_everything_outside_the_config_bloc
     config = yaml.safe_load(regenerated)["config"]
     assert config["aws:region"] == "us-west-2" and config["containerPort"]["default"] == 8080
     assert regenerated.split("\n# Every setting")[0] == text.split("\n# Every setting")[0]  # name, runtime, ...
+
+
+# --- Commands in the docs -------------------------------------------------------------------------------------
+
+DOCS = ("README.md", "app/README.md", "policy/README.md", ".github/README-ci.md")
+# Commands that act on no stack, or that name it as their argument (`pulumi stack init <org>/dev`).
+STACKLESS = ("login", "logout", "new", "version", "plugin", "policy publish", "whoami", "about", "stack init",
+             "stack ls", "org")
+
+
+def code_spans(text: str) -> tuple[list[str], list[str]]:
+    """The fenced code blocks and the inline code spans of Markdown `text`."""
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
+    return blocks, re.findall(r"`([^`\n]+)`", prose)
+
+
+def pulumi_commands(code: str) -> list[str]:
+    """Each `pulumi ...` command in a piece of shell: continuation lines joined, `$(...)` and `&&`, `;`, `|`
+    split apart, comments dropped."""
+    code = re.sub(r"\\\n\s*", " ", code)
+    code = "\n".join(line.split(" #", 1)[0] for line in code.splitlines() if not line.lstrip().startswith("#"))
+    return [" ".join(m.group(0).split()) for m in re.finditer(r"\bpulumi\s+[a-z][^\n;&|)`]*", code)]
+
+
+GROUPS = ("config", "stack", "policy", "org", "plugin", "state", "env")  # `pulumi <group> <verb>`
+
+
+def has_arguments(command: str) -> bool:
+    """More than the operation's name: `pulumi up -s dev`, not the bare `pulumi up` or `pulumi config set`."""
+    words = command.split()
+    return len(words) > (3 if len(words) > 1 and words[1] in GROUPS else 2)
+
+
+def names_a_stack(command: str) -> bool:
+    words = command.split()
+    return (" ".join(words[1:3]) in STACKLESS or (len(words) > 1 and words[1] in STACKLESS)
+            or bool(re.search(r"(^|\s)(-s|--stack)(\s|=)\S", command)))
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(file, command) for every pulumi command the docs give to run: every one in a code block, and every one in
+    inline code that carries arguments (a bare `pulumi up` in a sentence names the operation, not a command)."""
+    found = []
+    for name in DOCS:
+        blocks, inline = code_spans((PROJECT_DIR / name).read_text())
+        for block in blocks:
+            found += [(name, command) for command in pulumi_commands(block)]
+        for span in inline:
+            commands = pulumi_commands(span)
+            if any(has_arguments(command) for command in commands):
+                found += [(name, command) for command in commands]
+    return found
+
+
+def test_every_pulumi_command_in_the_docs_names_its_stack() -> None:
+    commands = documented_commands()
+    assert len(commands) > 20  # the scan finds the commands at all
+    unnamed = [f"{name}: {command}" for name, command in commands if not names_a_stack(command)]
+    assert unnamed == [], "add -s <stack>: the selected stack may be another one\n" + "\n".join(unnamed)
+    assert not [c for _, c in commands if c.startswith("pulumi stack select")], "select changes the next command's stack"
+
+
+@pytest.mark.parametrize(("command", "named"), [
+    ("pulumi up -s dev", True), ("pulumi preview --stack=acme/prod --diff", True), ("pulumi login s3://b", True),
+    ("pulumi up", False), ("pulumi config set image v1.1.0", False), ("pulumi stack output serviceUrl", False),
+    ("pulumi destroy --yes", False), ("pulumi config set sizes -s", False),
+])
+def test_the_stack_check_tells_named_from_unnamed(command: str, named: bool) -> None:
+    assert names_a_stack(command) is named
+
+
+def test_the_scan_finds_commands_in_blocks_substitutions_and_inline_code() -> None:
+    blocks, inline = code_spans('Run `pulumi config set a 1 && pulumi up`.\n```bash\ncurl "$(pulumi stack output '
+                                'url -s dev)/health"\npulumi up \\\n  -s prod   # comment -s x\n```\n')
+    assert [c for b in blocks for c in pulumi_commands(b)] == ["pulumi stack output url -s dev", "pulumi up -s prod"]
+    assert pulumi_commands(inline[0]) == ["pulumi config set a 1", "pulumi up"]
+    assert has_arguments("pulumi config set a 1") and not has_arguments("pulumi config set")
+    assert not has_arguments("pulumi up") and has_arguments("pulumi up --refresh")
