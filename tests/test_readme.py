@@ -192,7 +192,8 @@ def test_every_pulumi_command_in_the_docs_names_its_stack() -> None:
     assert len(commands) > 20  # the scan finds the commands at all
     unnamed = [f"{name}: {command}" for name, command in commands if not names_a_stack(command)]
     assert unnamed == [], "add -s <stack>: the selected stack may be another one\n" + "\n".join(unnamed)
-    assert not [c for _, c in commands if c.startswith("pulumi stack select")], "select changes the next command's stack"
+    selects = [c for _, c in commands if c.startswith("pulumi stack select")]
+    assert selects == [], "select changes which stack the next command acts on"
 
 
 @pytest.mark.parametrize(("command", "named"), [
