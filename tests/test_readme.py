@@ -3,8 +3,12 @@
 After changing a setting, regenerate them with `venv/bin/python -m tools.readme_tables`.
 """
 
+import importlib.metadata
 import re
+import runpy
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,3 +216,99 @@ def test_the_scan_finds_commands_in_blocks_substitutions_and_inline_code() -> No
     assert pulumi_commands(inline[0]) == ["pulumi config set a 1", "pulumi up"]
     assert has_arguments("pulumi config set a 1") and not has_arguments("pulumi config set")
     assert not has_arguments("pulumi up") and has_arguments("pulumi up --refresh")
+
+
+# --- The README's cloud-free commands, run as written -----------------------------------------------------------
+
+def shell_commands(text: str) -> list[str]:
+    """Each command of the code blocks and inline code of `text`, split at `&&`, comments dropped."""
+    blocks, inline = code_spans(text)
+    commands = []
+    for code in blocks + inline:
+        for line in re.sub(r"\\\n\s*", " ", code).splitlines():
+            if not line.lstrip().startswith("#"):
+                commands += [part.strip() for part in line.split(" #", 1)[0].split("&&") if part.strip()]
+    return commands
+
+
+def pins(requirements: Path) -> dict[str, str]:
+    """name -> pinned version, following `-r` includes."""
+    found: dict[str, str] = {}
+    for text in requirements.read_text().splitlines():
+        line = text.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            found |= pins(requirements.parent / line[3:].strip())
+        elif "==" in line:
+            name, version = line.split("==")
+            found[name.strip()] = version.strip().split(";")[0]
+    return found
+
+
+def _venv(command: str, root: Path) -> None:
+    target = command.rsplit(maxsplit=1)[-1]
+    assert not (root / target).exists() or (root / target / "bin" / "python").exists(), "venv path is taken"
+    subprocess.run(["python3", "-m", "venv", "--help"], check=True, capture_output=True)
+
+
+def _pip_install(command: str, root: Path) -> None:
+    """What the install gives is what the tests run on: every pin is the installed version."""
+    requirements = root / command.rsplit(maxsplit=1)[-1]
+    installed = {name: importlib.metadata.version(name) for name in pins(requirements)}
+    assert installed == pins(requirements)
+
+
+def _pytest(command: str, root: Path) -> None:  # the full run would recurse into this test: its entry point only
+    version = subprocess.run([sys.executable, "-m", "pytest", "--version"], cwd=root, check=True,
+                             capture_output=True, text=True)
+    assert version.stdout.startswith("pytest ")
+
+
+def _tables(command: str, root: Path) -> None:
+    """Both documented forms end in the same state: run as written, with --check (the tests must not rewrite)."""
+    done = subprocess.run([sys.executable, "-m", "tools.readme_tables", "--check"], cwd=root, check=False,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+CLOUD_FREE = {  # pattern of a README command (venv/bin/python is the interpreter running the tests) -> its check
+    r"python3 -m venv (policy/)?venv": _venv,
+    r"(policy/)?venv/bin/pip install -r \S+": _pip_install,
+    r"venv/bin/python -m pytest": _pytest,
+    r"venv/bin/python -m tools\.readme_tables( --check)?": _tables,
+}
+NEEDS_AWS = (r"venv/bin/python tools/promote_image\.py .*",)  # tests/test_promote_image.py, on a local registry
+
+
+def readme_commands() -> list[str]:
+    return [c for c in shell_commands((PROJECT_DIR / "README.md").read_text())
+            if re.match(r"(python3|venv/|policy/venv/)", c)]
+
+
+def test_every_cloud_free_readme_command_runs_as_written() -> None:
+    commands = readme_commands()
+    assert "venv/bin/python -m pytest" in commands and "venv/bin/python -m tools.readme_tables" in commands
+    unchecked, checks = [], {}
+    for command in dict.fromkeys(commands):
+        check = next((check for pattern, check in CLOUD_FREE.items() if re.fullmatch(pattern, command)), None)
+        if check is not None:
+            checks[(check, command if check is not _tables else "")] = command  # the two tables forms: one run
+        elif not any(re.fullmatch(pattern, command) for pattern in NEEDS_AWS):
+            unchecked.append(command)
+    for (check, _), command in checks.items():
+        check(command, PROJECT_DIR)
+    assert unchecked == [], "give each new README command a check in CLOUD_FREE (or list it in NEEDS_AWS)"
+
+
+def test_the_tables_tool_runs_as_a_script_from_anywhere(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`venv/bin/python tools/readme_tables.py`: Python puts tools/, not the project, on the path."""
+    script = PROJECT_DIR / "tools" / "readme_tables.py"
+    monkeypatch.setattr(sys, "path", [str(script.parent)] + [p for p in sys.path
+                                                             if Path(p or ".").resolve() != PROJECT_DIR])
+    for name in [name for name in sys.modules if name.split(".")[0] in ("infra", "tools")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "argv", [str(script), "--check"])
+    monkeypatch.chdir(script.parent)
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(script), run_name="__main__")
+    assert done.value.code == 0, capsys.readouterr().err
