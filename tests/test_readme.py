@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.settings import project_schema
+from infra.settings import parse_settings, project_schema
 from infra.settings.model import Settings
 from infra.settings.schema import config_schema, with_config_block
 from tests.harness import PROJECT_DIR, StackRun
@@ -312,3 +312,37 @@ def test_the_tables_tool_runs_as_a_script_from_anywhere(monkeypatch: pytest.Monk
     with pytest.raises(SystemExit) as done:
         runpy.run_path(str(script), run_name="__main__")
     assert done.value.code == 0, capsys.readouterr().err
+
+
+# --- Claims that would drift -------------------------------------------------------------------------------------
+
+def test_the_diagram_names_real_settings_and_both_capacity_groups() -> None:
+    blocks, _ = code_spans((PROJECT_DIR / "README.md").read_text())
+    (diagram,) = [block for block in blocks if block.startswith("flowchart")]
+    groups = [plan.name for plan in parse_settings("model-serving", "dev", {
+        "spotInstanceTypes": '["t3.medium"]', "spotMaxCount": "2", "spotWeight": "1"}).capacity_plan()]
+    assert groups == ["onDemand", "spot"]
+    named = set(re.findall(r"\b[a-z]+(?:[A-Z][a-z0-9]*)+\b", diagram)) - set(groups)
+    assert named and named <= set(project_schema()), named - set(project_schema())
+    for piece in [f"{group} capacity provider" for group in groups] + ["NAT gateway", "access-log bucket"]:
+        assert piece in diagram
+    assert "443 too with certificateArn" in diagram  # 443 exists only with a certificate (tests/test_network.py)
+
+
+def benchmark_rows() -> list[tuple[int, int, float]]:
+    table = readme_table("| connections | requests/s | p50 ms | p99 ms |")[2:]
+    return [(int(c), int(r), float(p99)) for c, r, _, p99 in (row.strip("|").split("|") for row in table)]
+
+
+def test_the_benchmark_prose_follows_its_table() -> None:
+    readme = (PROJECT_DIR / "README.md").read_text()
+    rows = benchmark_rows()
+    peak = max(rows, key=lambda row: row[1])
+    sustainable = max((row for row in rows if row[2] < 25), key=lambda row: row[1])
+    assert f"up to {peak[0]} connections (about {round(peak[1], -2):,}/s)" in readme
+    rate = round(sustainable[1], -2)
+    assert f"about **{rate:,} requests/s per vCPU**\n({sustainable[0]} connections)" in readme
+    # The default target: half a vCPU at that rate, per minute, halved for headroom, rounded down to 10,000s.
+    default = int(0.5 * rate * 60 / 2) // 10_000 * 10_000
+    assert project_schema()["requestsPerTargetPerMinute"]["default"] == default
+    assert f"2 x {rate:,} x 60 =\n{2 * rate * 60:,}" in readme
