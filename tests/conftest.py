@@ -40,14 +40,22 @@ DEV_VARIANT = {
 }
 PROD_VARIANT = {"certificateArn": CERTIFICATE, "image": IMAGE_URI}
 
-# Each stack's Spot group and strategy as the shipped stack files set them. Tests about the Spot group run on a
-# stack with these settings: the real run while its file says the same, so turning Spot off (a documented
-# change) leaves them testing the group rather than failing.
+# Each stack's capacity as the shipped stack files set it: instance types, both groups, strategy, task size, no
+# GPU. Tests about the groups (the Spot group above all) run on a stack with these settings: the real run while
+# its file says the same, so a documented capacity change (Spot off, GPUs) leaves them testing the groups.
 SPOT: dict[str, dict[str, object]] = {
-    "dev": {"spotInstanceTypes": ["t3.medium", "t3a.medium", "m5.large", "m6i.large", "m6a.large"],
-            "spotMinCount": 0, "spotMaxCount": 2, "onDemandBaseTasks": 0, "onDemandWeight": 0, "spotWeight": 1},
-    "prod": {"spotInstanceTypes": ["c6i.2xlarge", "c6a.2xlarge", "c5.2xlarge", "c5a.2xlarge", "m6i.2xlarge"],
-             "spotMinCount": 0, "spotMaxCount": 6, "onDemandBaseTasks": 2, "onDemandWeight": 1, "spotWeight": 3},
+    "dev": {"instanceType": "t3.medium", "instanceMinCount": 0, "instanceMaxCount": 1, "warmPoolMinSize": 0,
+            "spotInstanceTypes": ["t3.medium", "t3a.medium", "m5.large", "m6i.large", "m6a.large"],
+            "spotMinCount": 0, "spotMaxCount": 2, "onDemandBaseTasks": 0, "onDemandWeight": 0, "spotWeight": 1,
+            "taskCpu": 512, "taskMemoryMiB": 1024, "gpusPerTask": 0, "sharedMemoryMiB": 0,
+            "instanceRootVolumeGiB": 30, "minTaskCount": 1, "desiredTaskCount": 1, "maxTaskCount": 2,
+            "capacityTargetPercent": 100},
+    "prod": {"instanceType": "c6i.2xlarge", "instanceMinCount": 2, "instanceMaxCount": 6, "warmPoolMinSize": 1,
+             "spotInstanceTypes": ["c6i.2xlarge", "c6a.2xlarge", "c5.2xlarge", "c5a.2xlarge", "m6i.2xlarge"],
+             "spotMinCount": 0, "spotMaxCount": 6, "onDemandBaseTasks": 2, "onDemandWeight": 1, "spotWeight": 3,
+             "taskCpu": 2048, "taskMemoryMiB": 4096, "gpusPerTask": 0, "sharedMemoryMiB": 0,
+             "instanceRootVolumeGiB": 50, "minTaskCount": 2, "desiredTaskCount": 3, "maxTaskCount": 10,
+             "capacityTargetPercent": 80},
 }
 
 _runs: dict[str, StackRun] = {}
@@ -141,7 +149,7 @@ def prod() -> StackRun:
 
 @pytest.fixture(params=STACKS)
 def with_spot(request: pytest.FixtureRequest) -> StackRun:
-    """Each real stack with its shipped Spot group (itself while its stack file keeps Spot on)."""
+    """Each real stack with its shipped capacity and Spot group (itself while its stack file says the same)."""
     return run_with(request.param, **SPOT[request.param])
 
 

@@ -12,7 +12,7 @@ from infra.capacity_plan import GroupSpec, TaskSize, fit, split
 from infra.cluster import AMI_PARAMETERS
 from infra.instance_types import DATA_FILE, InstanceType, instance_types
 from infra.settings import SettingsError, parse_settings
-from tests.conftest import run_with, setting
+from tests.conftest import SPOT, run_with, setting
 from tests.harness import PROJECT, StackRun, run_stack, run_stack_expecting_error
 from tests.test_settings import error
 from tools.instance_types import describe
@@ -27,19 +27,9 @@ GPU_STACK = {"instanceType": "g5.2xlarge", "instanceRootVolumeGiB": 150, "gpusPe
 # state them rather than read today's stack files, so changing a stack's capacity never breaks them.
 SCHEDULE = {"scaleToZeroCron": "cron(0 19 ? * MON-FRI *)", "scaleUpCron": "cron(0 7 ? * MON-FRI *)",
             "scheduleTimezone": "Europe/London"}
-DEV_CAPACITY: dict[str, Any] = {
-    "instanceType": "t3.medium", "instanceMinCount": 0, "instanceMaxCount": 1, "warmPoolMinSize": 0,
-    "spotInstanceTypes": ["t3.medium", "t3a.medium", "m5.large", "m6i.large", "m6a.large"], "spotMinCount": 0,
-    "spotMaxCount": 2, "onDemandBaseTasks": 0, "onDemandWeight": 0, "spotWeight": 1, "taskCpu": 512,
-    "taskMemoryMiB": 1024, "minTaskCount": 1, "desiredTaskCount": 1, "maxTaskCount": 2, "capacityTargetPercent": 100,
-    **SCHEDULE}
-PROD_CAPACITY: dict[str, Any] = {
-    "instanceType": "c6i.2xlarge", "instanceMinCount": 2, "instanceMaxCount": 6, "warmPoolMinSize": 1,
-    "spotInstanceTypes": ["c6i.2xlarge", "c6a.2xlarge", "c5.2xlarge", "c5a.2xlarge", "m6i.2xlarge"],
-    "spotMinCount": 0, "spotMaxCount": 6, "onDemandBaseTasks": 2, "onDemandWeight": 1, "spotWeight": 3,
-    "taskCpu": 2048, "taskMemoryMiB": 4096, "minTaskCount": 2, "desiredTaskCount": 3, "maxTaskCount": 10,
-    "capacityTargetPercent": 80, "environmentClass": "prod", "availabilityZoneCount": 3, "image": "v1.0.0",
-    "imageBuild": False, "instanceRootVolumeGiB": 50}
+DEV_CAPACITY: dict[str, Any] = {**SPOT["dev"], **SCHEDULE}
+PROD_CAPACITY: dict[str, Any] = {**SPOT["prod"], "environmentClass": "prod", "availabilityZoneCount": 3,
+                                 "image": "v1.0.0", "imageBuild": False}
 
 
 def container(run: StackRun) -> dict[str, Any]:
@@ -140,15 +130,15 @@ def test_gpu_stack_uses_the_gpu_ami_and_reserves_gpus() -> None:
     assert (plan["tasksPerInstance"], plan["bindingLimit"]) == (1, "cpu, memory, gpus")
 
 
-def test_cpu_stacks_reserve_no_gpu(run: StackRun) -> None:
-    c = container(run)
+def test_cpu_stacks_reserve_no_gpu(with_spot: StackRun) -> None:
+    c = container(with_spot)
     assert "resourceRequirements" not in c and "sharedMemorySize" not in c["linuxParameters"]
     assert [u["name"] for u in c["ulimits"]] == ["nofile"]
 
 
 def test_graviton_types_use_the_arm64_ami() -> None:
     run = run_stack("dev", overrides={**DEV_CAPACITY, "instanceType": "m7g.large",
-                                      "spotInstanceTypes": ["m7g.large", "m6g.large"]})
+                                      "spotInstanceTypes": ["m7g.large", "m6g.large"]}, use_stack_file=False)
     assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["arm64"]}) in run.invokes
     assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["x86_64"]}) not in run.invokes
 

@@ -43,10 +43,11 @@ def test_the_real_stack_files_are_valid(stack: str) -> None:
     ({"capacityTargetPercent": 101}, "model-serving:capacityTargetPercent = 101: must be from 1 to 100"),
     ({"capacityMinScalingStep": 3, "capacityMaxScalingStep": 2},
      "model-serving:capacityMinScalingStep = 3: must not exceed capacityMaxScalingStep (2)"),
-    ({"taskCpu": 2048}, "model-serving:taskCpu = 2048: must be at most 1920 on t3.medium (2 vCPUs less 128 "
-                        "units for the ECS agent)"),
-    ({"taskMemoryMiB": 4096}, "model-serving:taskMemoryMiB = 4096: must be at most 3687 on t3.medium (4096 MiB "
-                              "less 409 for the OS and ECS agent)"),
+    ({**SPOT["dev"], "taskCpu": 2048},
+     "model-serving:taskCpu = 2048: must be at most 1920 on t3.medium (2 vCPUs less 128 units for the ECS agent)"),
+    ({**SPOT["dev"], "taskMemoryMiB": 4096},
+     "model-serving:taskMemoryMiB = 4096: must be at most 3687 on t3.medium (4096 MiB less 409 for the OS and ECS "
+     "agent)"),
     ({**SPOT["dev"], "maxTaskCount": 9, "spotMaxCount": 4},
      "model-serving:maxTaskCount = 9: cannot be placed: the strategy puts 9 tasks on the spot provider, whose "
      "t3.medium holds 2 (limited by network interfaces) and whose spotMaxCount is 4, so at most 8 fit"),

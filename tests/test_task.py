@@ -68,7 +68,9 @@ def test_container_is_unprivileged_and_logs_to_the_stack_log_group(run: StackRun
     assert c["logConfiguration"]["logDriver"] == "awslogs"
     assert c["logConfiguration"]["options"]["awslogs-group"] == run.outputs["logGroupName"]
     assert c["logConfiguration"]["options"]["awslogs-region"] == REGION
-    assert c["linuxParameters"] == {"initProcessEnabled": True}
+    shared_memory = int(setting(run, "sharedMemoryMiB"))  # GPU stacks size /dev/shm (tests/test_capacity.py)
+    assert c["linuxParameters"] == {"initProcessEnabled": True} | (
+        {"sharedMemorySize": shared_memory} if shared_memory else {})
 
 
 def test_prod_runs_read_only_as_non_root_with_a_scratch_volume(prod: StackRun) -> None:
