@@ -291,7 +291,7 @@ def test_every_cloud_free_readme_command_runs_as_written() -> None:
     for command in dict.fromkeys(commands):
         check = next((check for pattern, check in CLOUD_FREE.items() if re.fullmatch(pattern, command)), None)
         if check is not None:
-            checks[(check, command if check is not _tables else "")] = command  # the two tables forms: one run
+            checks[(check, command if check is _pip_install else "")] = command  # one run per check, per file
         elif not any(re.fullmatch(pattern, command) for pattern in NEEDS_AWS):
             unchecked.append(command)
     for (check, _), command in checks.items():
