@@ -346,3 +346,15 @@ def test_the_benchmark_prose_follows_its_table() -> None:
     default = int(0.5 * rate * 60 / 2) // 10_000 * 10_000
     assert project_schema()["requestsPerTargetPerMinute"]["default"] == default
     assert f"2 x {rate:,} x 60 =\n{2 * rate * 60:,}" in readme
+
+
+def test_the_first_deploy_sets_stacks_up_as_the_ci_guide_does() -> None:
+    """Organisation-qualified stack names, the secrets provider and its salt committed, in both guides."""
+    readme, ci = ((PROJECT_DIR / name).read_text() for name in ("README.md", ".github/README-ci.md"))
+    for stack in ("dev", "prod"):
+        assert f"pulumi stack init <org>/{stack}" in readme and f"pulumi stack init <org>/{stack}" in ci
+        assert re.search(rf"pulumi stack init {stack} +--secrets-provider passphrase", readme)
+        assert re.search(rf"pulumi stack init {stack} +--secrets-provider passphrase", ci)
+        assert f"git add Pulumi.{stack}.yaml" in readme
+    assert "encryptionsalt" in readme and "encryptionsalt" in ci
+    assert "PULUMI_ORG" in readme and "`PULUMI_ORG`" in ci
