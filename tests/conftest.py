@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import StackRun, run_stack
+from tests.harness import PROJECT, StackRun, run_stack, stack_config
 
 STACKS = ("dev", "prod")
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
@@ -40,7 +40,26 @@ DEV_VARIANT = {
 }
 PROD_VARIANT = {"certificateArn": CERTIFICATE, "image": IMAGE_URI}
 
+# Each stack's capacity as the shipped stack files set it: instance types, both groups, strategy, task size, no
+# GPU. Tests about the groups (the Spot group above all) run on a stack with these settings: the real run while
+# its file says the same, so a documented capacity change (Spot off, GPUs) leaves them testing the groups.
+SPOT: dict[str, dict[str, object]] = {
+    "dev": {"instanceType": "t3.medium", "instanceMinCount": 0, "instanceMaxCount": 1, "warmPoolMinSize": 0,
+            "spotInstanceTypes": ["t3.medium", "t3a.medium", "m5.large", "m6i.large", "m6a.large"],
+            "spotMinCount": 0, "spotMaxCount": 2, "onDemandBaseTasks": 0, "onDemandWeight": 0, "spotWeight": 1,
+            "taskCpu": 512, "taskMemoryMiB": 1024, "gpusPerTask": 0, "sharedMemoryMiB": 0,
+            "instanceRootVolumeGiB": 30, "minTaskCount": 1, "desiredTaskCount": 1, "maxTaskCount": 2,
+            "capacityTargetPercent": 100},
+    "prod": {"instanceType": "c6i.2xlarge", "instanceMinCount": 2, "instanceMaxCount": 6, "warmPoolMinSize": 1,
+             "spotInstanceTypes": ["c6i.2xlarge", "c6a.2xlarge", "c5.2xlarge", "c5a.2xlarge", "m6i.2xlarge"],
+             "spotMinCount": 0, "spotMaxCount": 6, "onDemandBaseTasks": 2, "onDemandWeight": 1, "spotWeight": 3,
+             "taskCpu": 2048, "taskMemoryMiB": 4096, "gpusPerTask": 0, "sharedMemoryMiB": 0,
+             "instanceRootVolumeGiB": 50, "minTaskCount": 2, "desiredTaskCount": 3, "maxTaskCount": 10,
+             "capacityTargetPercent": 80},
+}
+
 _runs: dict[str, StackRun] = {}
+_variants: dict[tuple[str, frozenset[tuple[str, str]]], StackRun] = {}
 
 # Start-up and collection import the SDKs: a few hundred thousand objects that live as long as the session.
 # Collecting garbage while they load only scans them over and over (about 0.7 s on 2 cores), so the collector
@@ -93,6 +112,25 @@ def stack_run(stack: str) -> StackRun:
     return _runs[stack]
 
 
+def run_with(stack: str, **overrides: object) -> StackRun:
+    """`stack` (its stack file) with `overrides`, run once per session; the real stack's own run when the stack
+    file already says the same. Tests about one behaviour ask for the settings that show it instead of relying
+    on what today's stack file happens to set, so a release or a config change never breaks them."""
+    real = stack_run(stack)
+    config = stack_config(stack, overrides)
+    if config == real.config:
+        return real
+    key = (stack, frozenset(config.items()))
+    if key not in _variants:
+        _variants[key] = run_stack(stack, overrides=overrides)
+    return _variants[key]
+
+
+def setting(run: StackRun, key: str) -> str:
+    """A setting of `run` as the CLI passed it (text)."""
+    return run.config[f"{PROJECT}:{key}"]
+
+
 @pytest.fixture(params=STACKS)
 def run(request: pytest.FixtureRequest) -> StackRun:
     """Both real stacks: a test using it asserts the same behaviour for dev and for prod."""
@@ -107,6 +145,26 @@ def dev() -> StackRun:
 @pytest.fixture
 def prod() -> StackRun:
     return stack_run("prod")
+
+
+@pytest.fixture(params=STACKS)
+def with_spot(request: pytest.FixtureRequest) -> StackRun:
+    """Each real stack with its shipped capacity and Spot group (itself while its stack file says the same)."""
+    return run_with(request.param, **SPOT[request.param])
+
+
+@pytest.fixture
+def dev_build() -> StackRun:
+    """dev building app/ (imageBuild true, dev's default): the real dev run unless its file deploys a given image."""
+    if setting(stack_run("dev"), "imageBuild") == "true":
+        return stack_run("dev")
+    return run_with("dev", imageBuild=True, image="latest")
+
+
+@pytest.fixture(params=STACKS)
+def plain_http(request: pytest.FixtureRequest) -> StackRun:
+    """Each real stack without a certificate (itself unless its stack file sets one)."""
+    return run_with(request.param, certificateArn="")
 
 
 @pytest.fixture

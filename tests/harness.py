@@ -1,8 +1,9 @@
 """Run the real `__main__.py` under Pulumi mocks and record every resource it registers.
 
 Config is assembled the way the Pulumi CLI does it: Pulumi.yaml's defaults, then the stack file (when the
-stack has one), then the test's overrides. Each recorded resource carries its inputs, the state the mock
-returned, its parent, its dependencies and its resource options.
+stack has one; `stack_file` reads another copy of it, e.g. one a test edited), then the test's overrides.
+Each recorded resource carries its inputs, the state the mock returned, its parent, its dependencies and its
+resource options.
 """
 
 from __future__ import annotations
@@ -202,17 +203,30 @@ class _RecordingMonitor(mocks.MockMonitor):
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
 
+def stack_file_path(stack: str) -> Path:
+    return PROJECT_DIR / f"Pulumi.{stack}.yaml"
+
+
 @functools.cache
-def _stack_file(path: Path) -> dict[str, Any]:
+def _read_stack_file(path: Path, mtime_ns: int) -> dict[str, Any]:
     return dict(yaml.load(path.read_text(), Loader=yaml.CSafeLoader))
 
 
-def stack_config(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> dict[str, str]:
-    """Full config map as the CLI would pass it: project defaults < stack file < overrides."""
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """A stack file's content (cached until the file changes)."""
+    return _read_stack_file(path, path.stat().st_mtime_ns)
+
+
+def stack_config(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True,
+                 stack_file: Path | None = None) -> dict[str, str]:
+    """Full config map as the CLI would pass it: project defaults < stack file < overrides.
+
+    `stack_file` replaces the project's Pulumi.<stack>.yaml, so a test can run a copy it edited.
+    """
     config = {f"{PROJECT}:{key}": config_text(spec["default"]) for key, spec in project_schema().items()}
-    stack_file = PROJECT_DIR / f"Pulumi.{stack}.yaml"
-    if use_stack_file and stack_file.exists():
-        for key, value in (_stack_file(stack_file).get("config") or {}).items():
+    path = stack_file or stack_file_path(stack)
+    if use_stack_file and path.exists():
+        for key, value in (read_stack_file(path).get("config") or {}).items():
             config[key] = config_text(value)
     for key, value in (overrides or {}).items():
         config[key if ":" in key else f"{PROJECT}:{key}"] = config_text(value)
@@ -230,9 +244,10 @@ class _Collect(logging.Handler):
         self.into.append(record.getMessage())
 
 
-def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True) -> StackRun:
+def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, use_stack_file: bool = True,
+              stack_file: Path | None = None) -> StackRun:
     """Run __main__.py for `stack` under mocks; raise what the program raises."""
-    run = StackRun(stack=stack, config=stack_config(stack, overrides, use_stack_file))
+    run = StackRun(stack=stack, config=stack_config(stack, overrides, use_stack_file, stack_file))
     _execute(run)
     return run
 

@@ -12,14 +12,26 @@ import pytest
 from infra.capacity_plan import GroupSpec, TaskSize, fit, split
 from infra.cluster import AMI_PARAMETERS
 from infra.instance_types import DATA_FILE, InstanceType, instance_types
-from infra.settings import SettingsError
-from tests.harness import StackRun, run_stack, run_stack_expecting_error
+from infra.settings import SettingsError, parse_settings
+from infra.settings.strategy import deployment_extra_tasks
+from tests.conftest import SPOT, run_with, setting
+from tests.harness import PROJECT, StackRun, run_stack, run_stack_expecting_error
 from tests.test_settings import args_of, error
 from tools.instance_types import describe
+from tools.readme_tables import config_text
 
 GPU_STACK = {"instanceType": "g5.2xlarge", "instanceRootVolumeGiB": 150, "gpusPerTask": 1, "sharedMemoryMiB": 2048,
              "taskCpu": 4096, "taskMemoryMiB": 16384, "spotInstanceTypes": [], "spotMaxCount": 0,
              "onDemandWeight": 1, "spotWeight": 0, "instanceMaxCount": 4}  # 4: room for a deployment at 200%
+
+
+# The capacity settings the plan and rule tests below are about, as the shipped stack files set them. The tests
+# state them rather than read today's stack files, so changing a stack's capacity never breaks them.
+SCHEDULE = {"scaleToZeroCron": "cron(0 19 ? * MON-FRI *)", "scaleUpCron": "cron(0 7 ? * MON-FRI *)",
+            "scheduleTimezone": "Europe/London"}
+DEV_CAPACITY: dict[str, Any] = {**SPOT["dev"], **SCHEDULE}
+PROD_CAPACITY: dict[str, Any] = {**SPOT["prod"], "environmentClass": "prod", "availabilityZoneCount": 3,
+                                 "image": "v1.0.0", "imageBuild": False}
 
 
 def container(run: StackRun) -> dict[str, Any]:
@@ -69,8 +81,15 @@ def test_strategy_split_puts_the_base_first_then_weights() -> None:
     assert split(1, groups) == {"onDemand": 1, "spot": 0}
 
 
-def test_capacity_plans_are_stack_outputs(dev: StackRun, prod: StackRun) -> None:
-    assert dev.outputs["capacityPlan"] == {
+def plan_of(stack: str, **config: Any) -> dict[str, Any]:
+    """The capacity plan of `config` alone (project defaults, no stack file): the inputs are the test's own."""
+    raw = {key: config_text(value) for key, value in config.items()}
+    settings = parse_settings(PROJECT, stack, raw)
+    return {p.name: p.as_output() for p in settings.capacity_plan(deployment_extra_tasks(settings))}
+
+
+def test_capacity_plans_of_a_spot_dev_and_a_mixed_prod() -> None:
+    assert plan_of("dev", **DEV_CAPACITY) == {
         "onDemand": {"instanceType": "t3.medium", "tasksPerInstance": 2, "bindingLimit": "network interfaces",
                      "tasksAtMin": 0, "tasksAtMax": 0, "instancesAtMin": 0, "instancesAtMax": 0, "maxInstances": 1,
                      "tasksAtPeak": 0, "instancesAtPeak": 0},
@@ -79,7 +98,7 @@ def test_capacity_plans_are_stack_outputs(dev: StackRun, prod: StackRun) -> None
                  "tasksAtMin": 1, "tasksAtMax": 2, "instancesAtMin": 1, "instancesAtMax": 1, "maxInstances": 2,
                  "tasksAtPeak": 4, "instancesAtPeak": 2},
     }
-    assert prod.outputs["capacityPlan"] == {
+    assert plan_of("prod", **PROD_CAPACITY) == {
         "onDemand": {"instanceType": "c6i.2xlarge", "tasksPerInstance": 3,
                      "bindingLimit": "cpu, memory, network interfaces", "tasksAtMin": 2, "tasksAtMax": 4,
                      "instancesAtMin": 2, "instancesAtMax": 3, "maxInstances": 6,
@@ -91,11 +110,18 @@ def test_capacity_plans_are_stack_outputs(dev: StackRun, prod: StackRun) -> None
     }
 
 
+def test_the_capacity_plan_is_a_stack_output(run: StackRun) -> None:
+    settings = parse_settings(PROJECT, run.stack, {key.split(":", 1)[1]: value for key, value in run.config.items()
+                                                   if key.startswith(f"{PROJECT}:")})
+    assert run.outputs["capacityPlan"] == {p.name: p.as_output()
+                                           for p in settings.capacity_plan(deployment_extra_tasks(settings))}
+    assert list(run.outputs["capacityPlan"]) == ["onDemand"] + (["spot"] if settings.spot_instance_types else [])
+
+
 def test_spot_plan_uses_the_type_that_holds_the_fewest_tasks() -> None:
     # ROLLING: a canary's green revision (ten more tasks) would not fit six c6i.large.
-    run = run_stack("prod", overrides={"spotInstanceTypes": ["c6i.2xlarge", "c6i.large"], "taskCpu": 1024,
-                                       "taskMemoryMiB": 2048, "deploymentStrategy": "ROLLING"})
-    spot = run.outputs["capacityPlan"]["spot"]
+    spot = plan_of("prod", **{**PROD_CAPACITY, "spotInstanceTypes": ["c6i.2xlarge", "c6i.large"], "taskCpu": 1024,
+                              "taskMemoryMiB": 2048, "deploymentStrategy": "ROLLING"})["spot"]
     assert (spot["instanceType"], spot["tasksPerInstance"], spot["bindingLimit"]) == ("c6i.large", 1, "cpu, memory")
 
 
@@ -115,35 +141,42 @@ def test_gpu_stack_uses_the_gpu_ami_and_reserves_gpus() -> None:
     assert (plan["tasksPerInstance"], plan["bindingLimit"]) == (1, "cpu, memory, gpus")
 
 
-def test_cpu_stacks_reserve_no_gpu(run: StackRun) -> None:
-    c = container(run)
+def test_cpu_stacks_reserve_no_gpu(with_spot: StackRun) -> None:
+    c = container(with_spot)
     assert "resourceRequirements" not in c and "sharedMemorySize" not in c["linuxParameters"]
     assert [u["name"] for u in c["ulimits"]] == ["nofile"]
 
 
 def test_graviton_types_use_the_arm64_ami() -> None:
-    run = run_stack("dev", overrides={"instanceType": "m7g.large", "spotInstanceTypes": ["m7g.large", "m6g.large"]})
+    run = run_stack("dev", overrides={**DEV_CAPACITY, "instanceType": "m7g.large",
+                                      "spotInstanceTypes": ["m7g.large", "m6g.large"]}, use_stack_file=False)
     assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["arm64"]}) in run.invokes
     assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["x86_64"]}) not in run.invokes
 
 
-def test_dev_scales_to_zero_at_night_and_weekends(dev: StackRun) -> None:
+def test_a_schedule_scales_the_service_to_zero_and_back(dev: StackRun) -> None:
+    # dev's own schedule when its stack file sets one (the shipped file does); after `pulumi config set
+    # scaleToZeroCron ""` the test still checks the behaviour, on a run that sets dev's shipped schedule.
+    scheduled = dev if setting(dev, "scaleToZeroCron") else run_with("dev", **SCHEDULE)
     actions = {a.name.rsplit("-", 2)[-2] + "-" + a.name.rsplit("-", 1)[-1]: a
-               for a in dev.of_type("aws:appautoscaling/scheduledAction:ScheduledAction")}
-    target = dev.one("aws:appautoscaling/target:Target")
-    assert actions["to-zero"]["schedule"] == "cron(0 19 ? * MON-FRI *)"
+               for a in scheduled.of_type("aws:appautoscaling/scheduledAction:ScheduledAction")}
+    target = scheduled.one("aws:appautoscaling/target:Target")
+    assert actions["to-zero"]["schedule"] == setting(scheduled, "scaleToZeroCron")
     assert actions["to-zero"]["scalableTargetAction"] == {"minCapacity": 0, "maxCapacity": 0}
-    assert actions["scale-up"]["schedule"] == "cron(0 7 ? * MON-FRI *)"
-    assert actions["scale-up"]["scalableTargetAction"] == {"minCapacity": 1, "maxCapacity": 2}
+    assert actions["scale-up"]["schedule"] == setting(scheduled, "scaleUpCron")
+    assert actions["scale-up"]["scalableTargetAction"] == {"minCapacity": int(setting(scheduled, "minTaskCount")),
+                                                           "maxCapacity": int(setting(scheduled, "maxTaskCount"))}
     for action in actions.values():
-        assert action["timezone"] == "Europe/London"
+        assert action["timezone"] == setting(scheduled, "scheduleTimezone")
         assert action["resourceId"] == target["resourceId"]
     assert target.ignore_changes == ["minCapacity", "maxCapacity"]
 
 
-def test_prod_has_no_schedule(prod: StackRun) -> None:
-    assert prod.of_type("aws:appautoscaling/scheduledAction:ScheduledAction") == []
-    assert prod.one("aws:appautoscaling/target:Target").ignore_changes == []
+def test_without_a_schedule_pulumi_owns_the_bounds(prod: StackRun) -> None:
+    unscheduled = prod if not setting(prod, "scaleToZeroCron") else run_with("prod", scaleToZeroCron="",
+                                                                               scaleUpCron="")
+    assert unscheduled.of_type("aws:appautoscaling/scheduledAction:ScheduledAction") == []
+    assert unscheduled.one("aws:appautoscaling/target:Target").ignore_changes == []
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
@@ -178,16 +211,16 @@ def test_prod_has_no_schedule(prod: StackRun) -> None:
      "model-serving:taskCpu = 2048: must be at most 1920 on t3.small"),
 ])
 def test_capacity_rules(overrides: dict[str, Any], expected: str) -> None:
-    assert expected in error("dev", **overrides)
+    assert expected in error("dev", **{**DEV_CAPACITY, **overrides})
 
 
 def test_prod_with_spot_keeps_two_tasks_on_demand() -> None:
     assert "model-serving:onDemandBaseTasks = 1: must be at least 2 with Spot and environmentClass prod" in error(
-        "prod", onDemandBaseTasks=1)
+        "prod", **{**PROD_CAPACITY, "onDemandBaseTasks": 1})
 
 
 def test_a_plan_that_cannot_place_the_maximum_is_refused_before_any_resource() -> None:
-    run, raised = run_stack_expecting_error("prod", {"maxTaskCount": 40})
+    run, raised = run_stack_expecting_error("prod", {**PROD_CAPACITY, "maxTaskCount": 40})
     assert isinstance(raised, SettingsError) and run.resources == []
     assert ("model-serving:maxTaskCount = 40: cannot be placed: a CANARY release at the maximum runs green beside "
             "blue, 58 tasks on the spot provider, "

@@ -7,13 +7,14 @@ import pytest
 
 from infra.cluster import AMI_PARAMETERS
 from infra.naming import RESERVED_CAPACITY_PROVIDER_PREFIXES
+from tests.conftest import SPOT, run_with, setting
 from tests.harness import AMI_ID, Registered, StackRun
 
 ASG = "aws:autoscaling/group:Group"
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 CP = "aws:ecs/capacityProvider:CapacityProvider"
 ASSOCIATION = "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"
-KINDS = ("instances", "spot")  # the On-Demand group and the Spot group: both real stacks have both
+KINDS = ("instances", "spot")  # the On-Demand group and the Spot group (tests/conftest.py: `with_spot`)
 
 
 def group(run: StackRun, type_: str, kind: str) -> Registered:
@@ -45,32 +46,33 @@ def test_instance_role_is_for_ec2_with_ecs_and_ssm_policies_only(run: StackRun) 
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_launch_templates_read_the_ecs_ami_from_ssm_at_deploy_time(run: StackRun, kind: str) -> None:
+def test_launch_templates_read_the_ecs_ami_from_ssm_at_deploy_time(with_spot: StackRun, kind: str) -> None:
+    run = with_spot
     assert AMI_PARAMETERS["x86_64"] == "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
     assert ("aws:ssm/getParameter:getParameter", {"name": AMI_PARAMETERS["x86_64"]}) in run.invokes
     assert group(run, LT, kind)["imageId"] == AMI_ID
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_launch_templates_require_imdsv2_with_hop_limit_one(run: StackRun, kind: str) -> None:
+def test_launch_templates_require_imdsv2_with_hop_limit_one(with_spot: StackRun, kind: str) -> None:
+    run = with_spot
     metadata = group(run, LT, kind)["metadataOptions"]
     assert metadata["httpTokens"] == "required"
     assert metadata["httpPutResponseHopLimit"] == 1
     assert metadata["httpEndpoint"] == "enabled"
 
 
-@pytest.mark.parametrize(("stack", "size"), [("dev", 30), ("prod", 50)])
 @pytest.mark.parametrize("kind", KINDS)
-def test_root_volume_is_encrypted_gp3_sized_by_config(stack: str, size: int, kind: str,
-                                                      request: pytest.FixtureRequest) -> None:
-    (root,) = group(request.getfixturevalue(stack), LT, kind)["blockDeviceMappings"]
+def test_root_volume_is_encrypted_gp3_sized_by_config(with_spot: StackRun, kind: str) -> None:
+    (root,) = group(with_spot, LT, kind)["blockDeviceMappings"]
     assert root["deviceName"] == "/dev/xvda"
-    assert root["ebs"] == {"volumeSize": size, "volumeType": "gp3", "encrypted": "true",
-                           "deleteOnTermination": "true"}
+    assert root["ebs"] == {"volumeSize": int(setting(with_spot, "instanceRootVolumeGiB")), "volumeType": "gp3",
+                           "encrypted": "true", "deleteOnTermination": "true"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_instances_get_no_public_ip_and_the_instance_group(run: StackRun, kind: str) -> None:
+def test_instances_get_no_public_ip_and_the_instance_group(with_spot: StackRun, kind: str) -> None:
+    run = with_spot
     template = group(run, LT, kind)
     (nic,) = template["networkInterfaces"]
     assert nic["associatePublicIpAddress"] == "false"
@@ -79,15 +81,13 @@ def test_instances_get_no_public_ip_and_the_instance_group(run: StackRun, kind: 
     assert template["iamInstanceProfile"]["arn"] == run.one("aws:iam/instanceProfile:InstanceProfile").state["arn"]
 
 
-@pytest.mark.parametrize(("stack", "stop_timeout", "warm_pool"), [("dev", "30s", False), ("prod", "40s", True)])
-def test_user_data_configures_the_ecs_agent(stack: str, stop_timeout: str, warm_pool: bool,
-                                            request: pytest.FixtureRequest) -> None:
-    run = request.getfixturevalue(stack)
+def test_user_data_configures_the_ecs_agent(with_spot: StackRun) -> None:
+    run = with_spot
     common = {
         "ECS_CLUSTER": run.one("aws:ecs/cluster:Cluster").state["name"],
         "ECS_ENABLE_TASK_IAM_ROLE": "true",
         "ECS_AWSVPC_BLOCK_IMDS": "true",
-        "ECS_CONTAINER_STOP_TIMEOUT": stop_timeout,
+        "ECS_CONTAINER_STOP_TIMEOUT": setting(run, "containerStopTimeoutSeconds") + "s",
         # `once`, not `prefer-cached`: AWS turns image clean-up off under prefer-cached and disks fill up.
         "ECS_IMAGE_PULL_BEHAVIOR": "once",
         "ECS_IMAGE_CLEANUP_INTERVAL": "10m",
@@ -96,23 +96,24 @@ def test_user_data_configures_the_ecs_agent(stack: str, stop_timeout: str, warm_
         "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION": "30m",
         "ECS_ENABLE_CONTAINER_METADATA": "true",
     }
+    warm_pool = int(setting(run, "warmPoolMinSize")) > 0
     on_demand = {**common, "ECS_WARM_POOLS_CHECK": "true"} if warm_pool else common
     assert agent_config(run, "instances") == on_demand
     assert agent_config(run, "spot") == {**common, "ECS_ENABLE_SPOT_INSTANCE_DRAINING": "true"}
 
 
-@pytest.mark.parametrize(("stack", "on_demand", "spot"), [("dev", (0, 1), (0, 2)), ("prod", (2, 6), (0, 6))])
-def test_auto_scaling_group_sizes_come_from_config(stack: str, on_demand: tuple[int, int], spot: tuple[int, int],
-                                                   request: pytest.FixtureRequest) -> None:
-    run = request.getfixturevalue(stack)
-    for kind, sizes in (("instances", on_demand), ("spot", spot)):
+def test_auto_scaling_group_sizes_come_from_config(with_spot: StackRun) -> None:
+    run = with_spot
+    for kind, keys in (("instances", ("instanceMinCount", "instanceMaxCount")), ("spot", ("spotMinCount",
+                                                                                          "spotMaxCount"))):
         asg = group(run, ASG, kind)
-        assert (asg["minSize"], asg["maxSize"]) == sizes
+        assert (asg["minSize"], asg["maxSize"]) == tuple(int(setting(run, key)) for key in keys)
         assert "desiredCapacity" not in asg.inputs
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_auto_scaling_groups_are_ecs_managed(run: StackRun, kind: str) -> None:
+def test_auto_scaling_groups_are_ecs_managed(with_spot: StackRun, kind: str) -> None:
+    run = with_spot
     asg = group(run, ASG, kind)
     assert asg["protectFromScaleIn"] is True
     assert asg["forceDelete"] is True
@@ -127,17 +128,13 @@ def test_auto_scaling_groups_are_ecs_managed(run: StackRun, kind: str) -> None:
 def test_on_demand_group_uses_its_launch_template(run: StackRun) -> None:
     asg, template = group(run, ASG, "instances"), group(run, LT, "instances")
     assert asg["launchTemplate"] == {"id": f"{template.name}-id", "version": "1"}
-    assert template["instanceType"] == {"dev": "t3.medium", "prod": "c6i.2xlarge"}[run.stack]
+    assert template["instanceType"] == setting(run, "instanceType")
     assert "mixedInstancesPolicy" not in asg.inputs
 
 
-@pytest.mark.parametrize(("stack", "types"), [
-    ("dev", ["t3.medium", "t3a.medium", "m5.large", "m6i.large", "m6a.large"]),
-    ("prod", ["c6i.2xlarge", "c6a.2xlarge", "c5.2xlarge", "c5a.2xlarge", "m6i.2xlarge"]),
-])
-def test_spot_group_mixes_interchangeable_types_price_capacity_optimized(stack: str, types: list[str],
-                                                                        request: pytest.FixtureRequest) -> None:
-    run = request.getfixturevalue(stack)
+def test_spot_group_mixes_interchangeable_types_price_capacity_optimized(with_spot: StackRun) -> None:
+    run = with_spot
+    types = json.loads(setting(run, "spotInstanceTypes"))
     asg, template = group(run, ASG, "spot"), group(run, LT, "spot")
     policy = asg["mixedInstancesPolicy"]
     assert policy["instancesDistribution"] == {"onDemandBaseCapacity": 0, "onDemandPercentageAboveBaseCapacity": 0,
@@ -150,27 +147,30 @@ def test_spot_group_mixes_interchangeable_types_price_capacity_optimized(stack: 
     assert "warmPool" not in asg.inputs  # AWS refuses warm pools on Spot groups
 
 
-def test_prod_on_demand_group_keeps_a_warm_pool_dev_none(dev: StackRun, prod: StackRun) -> None:
-    asg = group(prod, ASG, "instances")
-    # The pool holds exactly minSize (not max size minus desired), and scaled-in instances go back to it.
-    assert asg["warmPool"] == {"poolState": "Stopped", "minSize": 1, "maxGroupPreparedCapacity": 1,
-                               "instanceReusePolicy": {"reuseOnScaleIn": True}}
-    assert asg["forceDeleteWarmPool"] is True
-    assert "warmPool" not in group(dev, ASG, "instances").inputs
+@pytest.mark.parametrize(("stack", "size"), [("dev", 0), ("prod", 1)])  # as the shipped stack files set it
+def test_the_on_demand_group_keeps_the_configured_warm_pool(stack: str, size: int) -> None:
+    asg = group(run_with(stack, warmPoolMinSize=size), ASG, "instances")
+    if size:
+        # The pool holds exactly minSize (not max size minus desired), and scaled-in instances go back to it.
+        assert asg["warmPool"] == {"poolState": "Stopped", "minSize": size, "maxGroupPreparedCapacity": size,
+                                   "instanceReusePolicy": {"reuseOnScaleIn": True}}
+        assert asg["forceDeleteWarmPool"] is True
+    else:
+        assert "warmPool" not in asg.inputs
 
 
-@pytest.mark.parametrize(("stack", "target", "max_step"), [("dev", 100, 2), ("prod", 80, 3)])
 @pytest.mark.parametrize("kind", KINDS)
-def test_capacity_providers_manage_scaling_termination_and_draining(stack: str, target: int, max_step: int,
-                                                                    kind: str, request: pytest.FixtureRequest) -> None:
-    run = request.getfixturevalue(stack)
+def test_capacity_providers_manage_scaling_termination_and_draining(with_spot: StackRun, kind: str) -> None:
+    run = with_spot
     provider = group(run, CP, kind)["autoScalingGroupProvider"]
     assert provider["autoScalingGroupArn"] == group(run, ASG, kind).state["arn"]
     assert provider["managedTerminationProtection"] == "ENABLED"
     assert provider["managedDraining"] == "ENABLED"
-    assert provider["managedScaling"] == {"status": "ENABLED", "targetCapacity": target,
-                                         "minimumScalingStepSize": 1, "maximumScalingStepSize": max_step,
-                                         "instanceWarmupPeriod": 300}
+    assert provider["managedScaling"] == {
+        "status": "ENABLED", "targetCapacity": int(setting(run, "capacityTargetPercent")),
+        "minimumScalingStepSize": int(setting(run, "capacityMinScalingStep")),
+        "maximumScalingStepSize": int(setting(run, "capacityMaxScalingStep")),
+        "instanceWarmupPeriod": int(setting(run, "instanceWarmupSeconds"))}
 
 
 def test_termination_protection_implies_a_scale_in_protected_group(run: StackRun) -> None:
@@ -191,9 +191,9 @@ def test_capacity_provider_names_are_accepted_by_aws(run: StackRun) -> None:
     ("dev", [("spot", 1, 0)]),
     ("prod", [("instances", 1, 2), ("spot", 3, 0)]),
 ])
-def test_both_providers_are_associated_with_the_strategy_as_default(stack: str, strategy: list[tuple[str, int, int]],
-                                                                    request: pytest.FixtureRequest) -> None:
-    run = request.getfixturevalue(stack)
+def test_both_providers_are_associated_with_the_strategy_as_default(stack: str,
+                                                                    strategy: list[tuple[str, int, int]]) -> None:
+    run = run_with(stack, **SPOT[stack])
     association = run.one(ASSOCIATION)
     names = {kind: group(run, CP, kind).state["name"] for kind in KINDS}
     assert association["clusterName"] == run.one("aws:ecs/cluster:Cluster").state["name"]
@@ -204,7 +204,8 @@ def test_both_providers_are_associated_with_the_strategy_as_default(stack: str, 
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_destroy_order_is_service_association_provider_group_cluster(run: StackRun, kind: str) -> None:
+def test_destroy_order_is_service_association_provider_group_cluster(with_spot: StackRun, kind: str) -> None:
+    run = with_spot
     service, association = run.one("aws:ecs/service:Service"), run.one(ASSOCIATION)
     provider, asg, template = group(run, CP, kind), group(run, ASG, kind), group(run, LT, kind)
     # Pulumi deletes a dependent before its dependency, so this chain is the deletion order.

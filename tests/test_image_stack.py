@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from infra.settings import SettingsError, parse_settings
-from tests.conftest import IMAGE_DIGEST, IMAGE_URI
+from tests.conftest import IMAGE_DIGEST, IMAGE_URI, setting
 from tests.harness import ACCOUNT_ID, ECR_PASSWORD, PROJECT, StackRun, image_digest, run_stack, stack_config
 
 BUILD_TYPE = "docker-build:index:Image"
@@ -23,7 +23,8 @@ def repository_url(run: StackRun) -> str:
     return str(run.one("aws:ecr/repository:Repository").state["repositoryUrl"])
 
 
-def test_dev_builds_app_and_the_task_runs_the_pushed_digest(dev: StackRun) -> None:
+def test_dev_builds_app_and_the_task_runs_the_pushed_digest(dev_build: StackRun) -> None:
+    dev = dev_build
     build = dev.one(BUILD_TYPE)
     assert dev.by_urn(build.parent).type == "model-serving:infra:Image"
     assert build["push"] is True
@@ -31,7 +32,7 @@ def test_dev_builds_app_and_the_task_runs_the_pushed_digest(dev: StackRun) -> No
     assert build["context"] == {"location": "app"}
     assert build["dockerfile"] == {"location": "app/Dockerfile"}
     assert build["platforms"] == ["linux/amd64"]
-    assert build["tags"] == [f"{repository_url(dev)}:latest"]  # Pulumi.yaml's default `image` is the tag
+    assert build["tags"] == [f"{repository_url(dev)}:{setting(dev, 'image')}"]  # `image` is the pushed tag
 
     digest = build.state["digest"]
     assert digest == image_digest(build.name)
@@ -41,7 +42,8 @@ def test_dev_builds_app_and_the_task_runs_the_pushed_digest(dev: StackRun) -> No
     assert dev.depends_on(dev.one("aws:ecs/taskDefinition:TaskDefinition"), build)
 
 
-def test_the_build_logs_in_to_the_stacks_registry_with_a_secret_ecr_token(dev: StackRun) -> None:
+def test_the_build_logs_in_to_the_stacks_registry_with_a_secret_ecr_token(dev_build: StackRun) -> None:
+    dev = dev_build
     registries = dev.one(BUILD_TYPE)["registries"]
     assert isinstance(registries, dict) and SECRET_SIG in registries, "the password must stay a secret"
     assert registries["value"] == [{"address": repository_url(dev).split("/")[0], "username": "AWS",
@@ -54,7 +56,7 @@ def test_the_build_logs_in_to_the_stacks_registry_with_a_secret_ecr_token(dev: S
 def test_prod_deploys_its_configured_tag_and_builds_nothing(prod: StackRun) -> None:
     assert prod.of_type(BUILD_TYPE) == []
     assert not [r for r in prod.resources if r.type == "model-serving:infra:Image"]
-    assert container(prod)["image"] == f"{repository_url(prod)}:v1.0.0"
+    assert container(prod)["image"] == f"{repository_url(prod)}:{setting(prod, 'image')}"
     assert prod.outputs["image"] == container(prod)["image"]
 
 
@@ -67,7 +69,8 @@ def test_without_a_build_a_digest_or_a_full_uri_is_deployed_as_given(dev_variant
 
 
 def test_a_build_is_pushed_under_the_configured_tag_and_may_listen_on_port() -> None:
-    run = run_stack("dev", overrides={"image": "v1.3.0", "containerPort": 9000, "containerEnvironment": ["PORT=9000"]})
+    run = run_stack("dev", overrides={"imageBuild": True, "image": "v1.3.0", "containerPort": 9000,
+                                      "containerEnvironment": ["PORT=9000"]})
     build = run.one(BUILD_TYPE)
     assert build["tags"] == [f"{repository_url(run)}:v1.3.0"]
     assert container(run)["image"] == f"{repository_url(run)}@{build.state['digest']}"
@@ -84,10 +87,12 @@ def refusal(stack: str, overrides: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize(("stack", "overrides", "message"), [
-    ("dev", {"image": URI}, f"model-serving:image = '{URI}': must be a tag when imageBuild is true"),
-    ("dev", {"image": "sha256:" + "c" * 64}, "must be a tag when imageBuild is true"),
+    ("dev", {"imageBuild": True, "image": URI},
+     f"model-serving:image = '{URI}': must be a tag when imageBuild is true"),
+    ("dev", {"imageBuild": True, "image": "sha256:" + "c" * 64}, "must be a tag when imageBuild is true"),
     ("prod", {"imageBuild": True}, "model-serving:imageBuild = true: must be false with environmentClass prod"),
-    ("dev", {"containerPort": 9000}, "model-serving:containerPort = 9000: must be 8080 with imageBuild true"),
+    ("dev", {"imageBuild": True, "image": "v1.0.0", "containerPort": 9000},
+     "model-serving:containerPort = 9000: must be 8080 with imageBuild true"),
 ])
 def test_contradictory_image_settings_are_refused(stack: str, overrides: dict[str, Any], message: str) -> None:
     assert message in refusal(stack, overrides)

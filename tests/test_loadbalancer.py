@@ -7,7 +7,7 @@ import pytest
 from infra.access_logs import bucket_policy
 from infra.loadbalancer import TLS_POLICY
 from infra.settings.args import elb_account_arn
-from tests.conftest import CERTIFICATE
+from tests.conftest import CERTIFICATE, run_with, setting
 from tests.harness import ELB_ACCOUNT_ARN, StackRun
 from tests.test_settings import args_of
 
@@ -16,25 +16,24 @@ TG = "aws:lb/targetGroup:TargetGroup"
 LISTENER = "aws:lb/listener:Listener"
 
 
-@pytest.mark.parametrize(("stack", "protected", "idle"), [("dev", False, 60), ("prod", True, 120)])
-def test_alb_is_public_hardened_and_protected_in_prod(stack: str, protected: bool, idle: int,
+@pytest.mark.parametrize(("stack", "protected"), [("dev", False), ("prod", True)])
+def test_alb_is_public_hardened_and_protected_in_prod(stack: str, protected: bool,
                                                       request: pytest.FixtureRequest) -> None:
-    lb = request.getfixturevalue(stack).one(LB)
+    run = request.getfixturevalue(stack)
+    lb = run.one(LB)
     assert lb["loadBalancerType"] == "application"
     assert lb["internal"] is False
     assert lb["dropInvalidHeaderFields"] is True
     assert lb["desyncMitigationMode"] == "defensive"
     assert lb["enableDeletionProtection"] is protected
-    assert lb["idleTimeout"] == idle
+    assert lb["idleTimeout"] == int(setting(run, "albIdleTimeoutSeconds"))
 
 
-@pytest.mark.parametrize(("stack", "delay"), [("dev", 30), ("prod", 45)])
-def test_target_group_is_ip_with_the_tuned_health_check(stack: str, delay: int,
-                                                        request: pytest.FixtureRequest) -> None:
-    tg = request.getfixturevalue(stack).one(TG, "-tg")
+def test_target_group_is_ip_with_the_tuned_health_check(run: StackRun) -> None:
+    tg = run.one(TG, "-tg")
     assert tg["targetType"] == "ip"
     assert (tg["protocol"], tg["port"]) == ("HTTP", 8080)
-    assert tg["deregistrationDelay"] == delay
+    assert tg["deregistrationDelay"] == int(setting(run, "deregistrationDelaySeconds"))
     assert tg["loadBalancingAlgorithmType"] == "least_outstanding_requests"
     assert tg["healthCheck"] == {"enabled": True, "protocol": "HTTP", "port": "traffic-port", "path": "/health",
                                  "matcher": "200", "interval": 10, "timeout": 5, "healthyThreshold": 2,
@@ -45,7 +44,8 @@ def test_health_check_path_comes_from_config(dev_variant: StackRun) -> None:
     assert dev_variant.one(TG, "-tg")["healthCheck"]["path"] == "/v1/ready"
 
 
-def test_without_a_certificate_http_forwards_to_the_target_group(run: StackRun) -> None:
+def test_without_a_certificate_http_forwards_to_the_target_group(plain_http: StackRun) -> None:
+    run = plain_http
     listener = run.one(LISTENER, "-http")  # prod has the release's test listener too (tests/test_release.py)
     assert (listener["port"], listener["protocol"]) == (80, "HTTP")
     assert listener["defaultActions"] == [{"type": "forward", "targetGroupArn": run.one(TG, "-tg").state["arn"]}]
@@ -84,8 +84,8 @@ def test_dev_has_no_access_log_bucket(dev: StackRun) -> None:
     assert "accessLogs" not in dev.one(LB).inputs
 
 
-def test_prod_without_a_certificate_warns_that_it_serves_plain_http(prod: StackRun, prod_variant: StackRun,
-                                                                    dev: StackRun) -> None:
+def test_prod_without_a_certificate_warns_that_it_serves_plain_http(prod_variant: StackRun, dev: StackRun) -> None:
+    prod = run_with("prod", certificateArn="")
     assert any("environmentClass prod without certificateArn" in w for w in prod.warnings)
     assert not any("certificateArn" in w for w in prod_variant.warnings + dev.warnings)
 

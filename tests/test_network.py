@@ -1,5 +1,8 @@
 """Network: VPC per environment, existing-VPC mode, and the security-group chain."""
 
+import json
+
+from tests.conftest import setting
 from tests.harness import REGION, VPC_ROUTE_TABLES, StackRun
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -12,14 +15,12 @@ def groups(run: StackRun) -> dict[str, str]:
     return {g.name.rsplit("-", 1)[-1]: f"{g.name}-id" for g in run.of_type(GROUP)}
 
 
-def test_new_vpc_per_environment(dev: StackRun, prod: StackRun) -> None:
-    dev_vpc, prod_vpc = dev.one("awsx:ec2:Vpc"), prod.one("awsx:ec2:Vpc")
-    assert dev_vpc["numberOfAvailabilityZones"] == 2
-    assert dev_vpc["natGateways"] == {"strategy": "Single"}
-    assert prod_vpc["numberOfAvailabilityZones"] == 3
-    assert prod_vpc["natGateways"] == {"strategy": "OnePerAz"}
-    for vpc in (dev_vpc, prod_vpc):
-        assert [spec["type"] for spec in vpc["subnetSpecs"]] == ["Public", "Private"]
+def test_new_vpc_per_stack(run: StackRun) -> None:
+    vpc = run.one("awsx:ec2:Vpc")
+    assert vpc["numberOfAvailabilityZones"] == int(setting(run, "availabilityZoneCount"))
+    assert vpc["natGateways"] == {"strategy": setting(run, "natGateways")}
+    assert vpc["cidrBlock"] == setting(run, "vpcCidr")
+    assert [spec["type"] for spec in vpc["subnetSpecs"]] == ["Public", "Private"]
 
 
 def test_instances_and_tasks_live_in_private_subnets_and_the_alb_in_public_ones(run: StackRun) -> None:
@@ -41,10 +42,12 @@ def test_existing_vpc_is_used_as_given(dev_variant: StackRun) -> None:
         "subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
 
 
-def test_alb_accepts_http_only_from_configured_cidrs_without_a_certificate(run: StackRun) -> None:
-    alb = groups(run)["alb"]
-    rules = [r for r in run.of_type(INGRESS) if r["securityGroupId"] == alb and "-test-in-" not in r.name]
-    assert {(r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in rules} == {(80, 80, "0.0.0.0/0")}
+def test_alb_accepts_http_only_from_configured_cidrs_without_a_certificate(plain_http: StackRun) -> None:
+    alb = groups(plain_http)["alb"]
+    rules = [r for r in plain_http.of_type(INGRESS) if r["securityGroupId"] == alb and "-test-in-" not in r.name]
+    cidrs = json.loads(setting(plain_http, "ingressCidrs"))
+    assert {(r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in rules} == {(80, 80, cidr) for cidr in cidrs}
+    assert len(rules) == len(cidrs)
 
 
 def test_alb_opens_443_for_each_cidr_when_a_certificate_is_configured(dev_variant: StackRun) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from infra.settings import SettingsError, parse_settings
 from infra.settings.args import StackArgs, component_args
+from tests.conftest import SPOT
 from tests.harness import PROJECT, PROJECT_DIR, run_stack, run_stack_expecting_error, stack_config
 
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
@@ -42,11 +43,12 @@ def test_the_real_stack_files_are_valid(stack: str) -> None:
     ({"capacityTargetPercent": 101}, "model-serving:capacityTargetPercent = 101: must be from 1 to 100"),
     ({"capacityMinScalingStep": 3, "capacityMaxScalingStep": 2},
      "model-serving:capacityMinScalingStep = 3: must not exceed capacityMaxScalingStep (2)"),
-    ({"taskCpu": 2048}, "model-serving:taskCpu = 2048: must be at most 1920 on t3.medium (2 vCPUs less 128 "
-                        "units for the ECS agent)"),
-    ({"taskMemoryMiB": 4096}, "model-serving:taskMemoryMiB = 4096: must be at most 3687 on t3.medium (4096 MiB "
-                              "less 409 for the OS and ECS agent)"),
-    ({"maxTaskCount": 9, "spotMaxCount": 4},
+    ({**SPOT["dev"], "taskCpu": 2048},
+     "model-serving:taskCpu = 2048: must be at most 1920 on t3.medium (2 vCPUs less 128 units for the ECS agent)"),
+    ({**SPOT["dev"], "taskMemoryMiB": 4096},
+     "model-serving:taskMemoryMiB = 4096: must be at most 3687 on t3.medium (4096 MiB less 409 for the OS and ECS "
+     "agent)"),
+    ({**SPOT["dev"], "maxTaskCount": 9, "spotMaxCount": 4},
      "model-serving:maxTaskCount = 9: cannot be placed: the strategy puts 9 tasks on the spot provider, whose "
      "t3.medium holds 2 (limited by network interfaces) and whose spotMaxCount is 4, so at most 8 fit"),
     ({"containerPort": 0}, "model-serving:containerPort = 0: must be from 1024 to 65535"),
@@ -203,7 +205,10 @@ def test_dev_and_prod_differ_only_through_explicit_component_args() -> None:
     assert (prod.load_balancer.access_logs.retain_on_delete, prod.load_balancer.access_logs.force_destroy) == (
         True, False)
     assert (dev.logging.kms_deletion_window_days, prod.logging.kms_deletion_window_days) == (7, 30)
-    assert dev.image is not None and dev.image.tag == "latest" and prod.image is None
+    # dev builds app/ under its `image` tag unless its file deploys a given image; prod never builds.
+    dev_settings = parse_settings(PROJECT, "dev", raw_config("dev"))
+    assert (dev.image.tag if dev.image else None) == (dev_settings.image if dev_settings.image_build else None)
+    assert prod.image is None
 
 
 @pytest.mark.parametrize("module", sorted(path.stem for path in (PROJECT_DIR / "infra").glob("*.py")))
@@ -214,7 +219,7 @@ def test_components_read_their_own_args_not_the_settings(module: str) -> None:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_on_demand_and_spot_are_two_groups_of_one_description_named_as_in_the_capacity_plan(stack: str) -> None:
-    settings = parse_settings(PROJECT, stack, raw_config(stack))
+    settings = parse_settings(PROJECT, stack, raw_config(stack, **SPOT[stack]))
     groups = component_args(settings).cluster.groups
     assert [group.name for group in groups] == [plan.name for plan in settings.capacity_plan()] == ["onDemand",
                                                                                                      "spot"]

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IMAGE_DIGEST, IMAGE_URI, TASK_POLICY
-from tests.harness import ACCOUNT_ID, REGION, StackRun, run_stack
+from tests.conftest import IMAGE_DIGEST, IMAGE_URI, TASK_POLICY, run_with, setting
+from tests.harness import ACCOUNT_ID, REGION, StackRun
 
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
 
@@ -26,20 +26,19 @@ def attached(run: StackRun, role_name: str) -> set[str]:
             if a["role"] == role_name}
 
 
-@pytest.mark.parametrize(("stack", "cpu", "memory"), [("dev", "512", "1024"), ("prod", "2048", "4096")])
-def test_task_definition_is_ec2_awsvpc_sized_by_config(stack: str, cpu: str, memory: str,
-                                                      request: pytest.FixtureRequest) -> None:
-    task = request.getfixturevalue(stack).one(TASK)
+def test_task_definition_is_ec2_awsvpc_sized_by_config(run: StackRun) -> None:
+    task = run.one(TASK)
     assert task["requiresCompatibilities"] == ["EC2"]
     assert task["networkMode"] == "awsvpc"
-    assert (task["cpu"], task["memory"]) == (cpu, memory)
+    assert (task["cpu"], task["memory"]) == (setting(run, "taskCpu"), setting(run, "taskMemoryMiB"))
 
 
 def test_image_is_a_tag_in_the_stacks_own_repository(prod: StackRun) -> None:
-    # dev builds app/ and runs the pushed digest by default (tests/test_image_stack.py).
-    dev = run_stack("dev", overrides={"imageBuild": False})
-    for run, tag in ((dev, "latest"), (prod, "v1.0.0")):
-        assert container(run)["image"] == f"{run.outputs['repositoryUrl']}:{tag}"
+    # dev builds app/ and runs the pushed digest by default (tests/test_image_stack.py); prod's image is a release
+    # tag (tests/test_stack.py checks the stack file).
+    dev = run_with("dev", imageBuild=False, image="latest")
+    for run in (dev, prod):
+        assert container(run)["image"] == f"{run.outputs['repositoryUrl']}:{setting(run, 'image')}"
 
 
 def test_image_may_be_a_digest_in_the_repository_or_a_full_uri(dev_variant: StackRun,
@@ -69,7 +68,9 @@ def test_container_is_unprivileged_and_logs_to_the_stack_log_group(run: StackRun
     assert c["logConfiguration"]["logDriver"] == "awslogs"
     assert c["logConfiguration"]["options"]["awslogs-group"] == run.outputs["logGroupName"]
     assert c["logConfiguration"]["options"]["awslogs-region"] == REGION
-    assert c["linuxParameters"] == {"initProcessEnabled": True}
+    shared_memory = int(setting(run, "sharedMemoryMiB"))  # GPU stacks size /dev/shm (tests/test_capacity.py)
+    assert c["linuxParameters"] == {"initProcessEnabled": True} | (
+        {"sharedMemorySize": shared_memory} if shared_memory else {})
 
 
 def test_prod_runs_read_only_as_non_root_with_a_scratch_volume(prod: StackRun) -> None:
