@@ -23,6 +23,7 @@ from moto import mock_aws
 
 from tests.harness import StackRun
 from tests.local_http import serving
+from tests.test_readme import readme_table
 from tools import verify_deployment as vd
 from tools.verify_deployment import Clients, Http, Outputs
 
@@ -599,3 +600,8 @@ def test_main_reads_the_outputs_file_and_exits_by_the_result(world: World, tmp_p
 def test_the_region_is_the_target_groups(world: World) -> None:
     assert world.outputs.region == REGION
 
+
+
+def test_the_readme_lists_the_checks_the_verifier_runs() -> None:
+    rows = readme_table("| check | holds when |")[2:]
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == list(vd.CHECKS)
