@@ -258,6 +258,9 @@ OLD_TASK_DEFINITION = "arn:aws:ecs:us-east-1:123456789012:task-definition/model-
                  running=3),
      "is IN_PROGRESS, 3/2 tasks running; still there: ACTIVE ecs-svc/1 (2 running)", False),
     (deployments({"rolloutState": "COMPLETED"}, running=1), "COMPLETED but 1/2 tasks running", False),
+    (deployments({"rolloutState": "COMPLETED"},
+                 {"id": "ecs-svc/1", "status": "ACTIVE", "taskDefinition": OLD_TASK_DEFINITION, "runningCount": 1}),
+     "is COMPLETED, 2/2 tasks running; still there: ACTIVE ecs-svc/1 (1 running)", False),
     (deployments({"rolloutState": "FAILED", "rolloutStateReason": "ECS deployment circuit breaker: tasks failed "
                                                                   "to start."}),
      "FAILED: ECS deployment circuit breaker: tasks failed to start.", True),
@@ -266,7 +269,7 @@ OLD_TASK_DEFINITION = "arn:aws:ecs:us-east-1:123456789012:task-definition/model-
     (deployments({"taskDefinition": OLD_TASK_DEFINITION, "rolloutState": "IN_PROGRESS"},
                  {"status": "ACTIVE", "rolloutState": "FAILED"}),
      "ECS is rolling back from the stack's task definition model-server:1", True),
-], ids=["in-progress", "fewer-running", "failed", "rolled-back", "rolling-back"])
+], ids=["in-progress", "fewer-running", "old-tasks-draining", "failed", "rolled-back", "rolling-back"])
 def test_an_unfinished_or_rolled_back_deployment_fails(world: World, describe: Callable[..., Any], message: str,
                                                        final: bool) -> None:
     # rolloutState, a second deployment and runningCount: moto does not model them.
