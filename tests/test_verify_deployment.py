@@ -572,6 +572,24 @@ def test_missing_outputs_are_named_and_exit_2(tmp_path: Path, capsys: pytest.Cap
             "set without the other): run `pulumi up`") in message
 
 
+@pytest.mark.parametrize(("script", "expected"), [
+    ('echo \'{"serviceUrl": "http://x"}\'', "the stack outputs lack clusterName"),
+    ("echo 'error: no stack named dev found' >&2; exit 255",
+     "`pulumi stack output --json -s acme/dev` failed: error: no stack named dev found"),
+])
+def test_outputs_come_from_the_pulumi_cli_for_the_named_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str], script: str,
+                                                              expected: str) -> None:
+    cli = tmp_path / "pulumi"
+    cli.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\n{script}\n')
+    cli.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SystemExit):
+        vd.main(["--stack", "acme/dev"])
+    assert (tmp_path / "args").read_text().split() == ["stack", "output", "--json", "-s", "acme/dev"]
+    assert expected in capsys.readouterr().err
+
+
 def test_without_the_pulumi_cli_it_says_to_pass_outputs(monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PATH", "")

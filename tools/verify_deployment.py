@@ -339,11 +339,13 @@ def check_instances(clients: Clients, outputs: Outputs) -> Check:
         image, label = _template_image(clients, _launch_template_spec(group))
         for instance in group.get("Instances") or []:
             expected[instance["InstanceId"]] = (group["AutoScalingGroupName"], image, label)
-    arns = clients.ecs.list_container_instances(cluster=outputs.cluster)["containerInstanceArns"]
+    arns = [arn for page in clients.ecs.get_paginator("list_container_instances").paginate(cluster=outputs.cluster)
+            for arn in page["containerInstanceArns"]]
     if not arns:
         return Check(name, False, f"no container instance is registered with cluster {outputs.cluster}")
-    container_instances = clients.ecs.describe_container_instances(cluster=outputs.cluster,
-                                                                   containerInstances=arns)["containerInstances"]
+    container_instances = [  # DescribeContainerInstances takes up to 100
+        c for start in range(0, len(arns), 100) for c in clients.ecs.describe_container_instances(
+            cluster=outputs.cluster, containerInstances=arns[start:start + 100])["containerInstances"]]
     ids = [c["ec2InstanceId"] for c in container_instances]
     images = {i["InstanceId"]: i["ImageId"]
               for r in clients.ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]}
