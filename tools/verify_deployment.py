@@ -3,23 +3,12 @@
     venv/bin/python tools/verify_deployment.py --stack dev --timeout 900
 
 It reads the stack's outputs (`pulumi stack output --json -s <stack>`, or `--outputs FILE` holding that JSON),
-then polls until every check holds or the timeout runs out, printing each change as a plain line:
-
-- deployment      the service's one PRIMARY deployment runs the stack's task definition, rolloutState
-                  COMPLETED, running == desired tasks (a rollback by the circuit breaker or an alarm fails)
-- stopped tasks   no tasks stopping in a loop since the deployment began (names the last stoppedReason)
-- targets         every target of the target group healthy; in two or more AZs for environmentClass prod
-- capacity        each capacity provider ACTIVE and associated with the cluster
-- instances       every container instance runs the AMI its Auto Scaling group's launch template names
-- alarms          no CloudWatch alarm named `<alarmNamePrefix>...` (infra/naming.py) in ALARM
-- GET <health>    the target group's health-check path answers 200 through serviceUrl
-- POST /predict   one smoke request (app/smoke_request.json, or --smoke-request) answers 200
+then polls until every check holds or the timeout runs out, printing each change as a plain line. What each
+check asks of the service is the README's table "After every deploy: verify it" (tested against CHECKS).
 
 Exit status: 0 all checks hold; 1 a check failed (each failing check is named); 2 bad arguments or outputs.
 The AWS region comes from --region, else the target group's ARN. Credentials: the usual AWS sources.
-Read-only IAM actions: ecs:Describe*/List*, elasticloadbalancing:Describe*, ec2:DescribeInstances,
-ec2:DescribeLaunchTemplateVersions, ec2:DescribeNetworkInterfaces, autoscaling:DescribeAutoScalingGroups,
-cloudwatch:DescribeAlarms.
+It only reads (the IAM actions are listed in the README).
 """
 
 from __future__ import annotations
