@@ -1,7 +1,7 @@
 """Generate what is derived from the settings model: Pulumi.yaml's `config:` block and the README's tables.
 
-    venv/bin/python -m tools.readme_tables           # rewrite Pulumi.yaml and README.md in place
-    venv/bin/python -m tools.readme_tables --check   # exit 1 (and say which) when either is stale
+    venv/bin/python tools/readme_tables.py           # rewrite Pulumi.yaml and README.md in place
+    venv/bin/python tools/readme_tables.py --check   # exit 1 (and say which) when either is stale
 
 infra/settings/model.py is the source; tests/test_readme.py fails until both files match it.
 """
@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+if __name__ == "__main__":  # run as a script (tools/readme_tables.py): the project's packages are one level up
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from infra.settings import parse_settings
 from infra.settings.schema import allowed, config_schema, fields_by_key, with_config_block
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     outdated = stale()
     if check:
         for path in outdated:
-            print(f"{path.name} is stale: run venv/bin/python -m tools.readme_tables", file=sys.stderr)
+            print(f"{path.name} is stale: run venv/bin/python tools/readme_tables.py", file=sys.stderr)
         return 1 if outdated else 0
     # Pulumi.yaml first: the README's dev and prod columns read defaults from the model, not from the file.
     for path, text in generated().items():
