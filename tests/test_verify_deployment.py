@@ -69,7 +69,7 @@ class World:
     targets: list[dict[str, Any]]
     task_definition_bridge: str
     template_id: str
-    deployment: dict[str, Any] = dataclasses.field(default_factory=dict)
+    posted: list[bytes] = dataclasses.field(default_factory=list)  # bodies the endpoint received
 
     def with_seams(self, **services: dict[str, Callable[..., dict[str, Any]]]) -> Clients:
         return dataclasses.replace(self.clients, **{name: Seam(getattr(self.clients, name), **overrides)
@@ -175,7 +175,7 @@ def world() -> Iterator[World]:
         built = _build(port)
         answers.update(built.answers)
         built.answers = answers
-        built.deployment["posted"] = posted
+        built.posted = posted
         yield built
 
 
@@ -209,7 +209,7 @@ def test_a_healthy_deployment_passes_every_check(world: World) -> None:
     assert f"2 container instances on their launch templates' AMIs ({AMI})" in passed
     assert f"none of the 2 alarms named {PREFIX}* is in ALARM" in passed  # not the dev-eu stack's alarm
     assert "cp-on-demand, cp-spot ACTIVE and associated" in passed
-    assert world.deployment["posted"][-1] == SMOKE
+    assert world.posted[-1] == SMOKE
     assert lines[-1].startswith("verify_deployment: all 8 checks hold")
 
 

@@ -100,7 +100,10 @@ def read_outputs(stack: str | None, outputs_file: str | None) -> dict[str, Any]:
                                 text=True, check=False, cwd=PROJECT_DIR)
         if result.returncode != 0:
             raise UsageError(f"`pulumi stack output --json -s {stack}` failed: {result.stderr.strip()}")
-        data = json.loads(result.stdout)
+        try:
+            data = json.loads(result.stdout)
+        except ValueError as error:
+            raise UsageError(f"`pulumi stack output --json -s {stack}` printed no JSON: {error}") from error
     if not isinstance(data, dict):
         raise UsageError("the stack outputs are not a JSON object")
     return data
@@ -152,7 +155,7 @@ def _short(arn: str) -> str:
 
 
 def _when(moment: Any) -> str:
-    return moment.strftime("%H:%M:%S") if isinstance(moment, datetime) else str(moment)
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if isinstance(moment, datetime) else "?"
 
 
 def describe_service(clients: Clients, outputs: Outputs) -> dict[str, Any] | None:
