@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import shutil
 import subprocess
@@ -386,7 +387,7 @@ def check_http(http: Http, method: str, path: str) -> Check:
     return Check(name, status == 200, text if status == 200 else f"{text}: {body.strip()[:200]}")
 
 
-def _guard(name: str, run: Callable[[], Check]) -> Check:
+def guarded(name: str, run: Callable[[], Check]) -> Check:
     """An AWS error (permissions, throttling, a deleted resource) fails the check with its message."""
     try:
         return run()
@@ -394,30 +395,31 @@ def _guard(name: str, run: Callable[[], Check]) -> Check:
         return Check(name, False, f"{type(error).__name__}: {error}")
 
 
+def checks(clients: Clients, outputs: Outputs, http: Http) -> dict[str, Callable[[], Check]]:
+    """Each check by name (CHECKS, in this order), sharing one look at the service and the target group."""
+    service = functools.cache(lambda: describe_service(clients, outputs))
+    target_group = functools.cache(lambda: clients.elbv2.describe_target_groups(
+        TargetGroupArns=[outputs.target_group_arn])["TargetGroups"][0])
+
+    def health_path() -> str:
+        with contextlib.suppress(Exception):  # the targets check reports why the target group is unreadable
+            return str(target_group().get("HealthCheckPath") or "/health")
+        return "/health"
+
+    return {
+        "deployment": lambda: check_deployment(service(), outputs),
+        "stopped tasks": lambda: check_stopped_tasks(clients, outputs, service()),
+        "targets": lambda: check_targets(clients, outputs, target_group()),
+        "capacity": lambda: check_capacity(clients, outputs),
+        "instances": lambda: check_instances(clients, outputs),
+        "alarms": lambda: check_alarms(clients, outputs),
+        "GET health": lambda: check_http(http, "GET", health_path()),
+        f"POST {PREDICT_PATH}": lambda: check_http(http, "POST", PREDICT_PATH),
+    }
+
+
 def run_checks(clients: Clients, outputs: Outputs, http: Http) -> list[Check]:
-    service: dict[str, Any] | None = None
-    target_group: dict[str, Any] = {}
-
-    def deployment() -> Check:
-        nonlocal service
-        service = describe_service(clients, outputs)
-        return check_deployment(service, outputs)
-
-    def targets() -> Check:
-        target_group.update(clients.elbv2.describe_target_groups(TargetGroupArns=[outputs.target_group_arn])[
-            "TargetGroups"][0])
-        return check_targets(clients, outputs, target_group)
-
-    return [
-        _guard("deployment", deployment),
-        _guard("stopped tasks", lambda: check_stopped_tasks(clients, outputs, service)),
-        _guard("targets", targets),
-        _guard("capacity", lambda: check_capacity(clients, outputs)),
-        _guard("instances", lambda: check_instances(clients, outputs)),
-        _guard("alarms", lambda: check_alarms(clients, outputs)),
-        check_http(http, "GET", target_group.get("HealthCheckPath") or "/health"),
-        check_http(http, "POST", PREDICT_PATH),
-    ]
+    return [guarded(name, run) for name, run in checks(clients, outputs, http).items()]
 
 
 @dataclass
