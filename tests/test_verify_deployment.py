@@ -306,8 +306,9 @@ def test_a_final_failure_ends_the_polling_at_once(world: World) -> None:
     slept: list[float] = []
     lines: list[str] = []
     clients = world.with_seams(ecs={"describe_services": deployments({"rolloutState": "FAILED"})})
+    clock = itertools.count(0, 15)
     assert not vd.verify(clients, world.outputs, world.http, timeout=600, interval=15, out=lines.append,
-                         sleep=slept.append)
+                         sleep=slept.append, clock=lambda: float(next(clock)))
     assert slept == []
     assert lines[-1] == "verify_deployment: 1 of 8 checks failed for good: deployment"
 
