@@ -208,11 +208,6 @@ def verify(world: World, clients: Clients | None = None, outputs: Outputs | None
     return ok, lines
 
 
-def failed(lines: list[str]) -> dict[str, str]:
-    """Failing check -> its message, from the summary lines."""
-    return {line.split(":", 1)[0][5:]: line.split(": ", 1)[1] for line in lines if line.startswith("FAIL ")}
-
-
 def failures(world: World, clients: Clients | None = None, outputs: Outputs | None = None, *,
              only: str) -> dict[str, str]:
     """Run the one check a case is about (a full round costs eight): {its name: its message}; it must fail."""
@@ -254,7 +249,7 @@ def test_prod_like_stack_fails_with_every_target_in_one_az(world: World) -> None
     with one_target(world):
         assert verify(world)[0], "one AZ is enough for dev"
         failing = failures(world, outputs=dataclasses.replace(world.outputs, prod_like=True), only="targets")
-    assert failing == {"targets": "1 healthy targets, all in us-east-1a: a prod-like stack needs healthy "
+    assert failing == {"targets": "1 healthy target, all in us-east-1a: a prod-like stack needs healthy "
                                   "targets in at least two AZs"}
 
 
@@ -467,7 +462,7 @@ def test_an_alarm_of_the_stack_in_alarm_fails_naming_it(world: World) -> None:
         failing = failures(world, only="alarms")
     finally:
         cloudwatch.set_alarm_state(AlarmName=f"{PREFIX}latency-p99", StateValue="OK", StateReason="test")
-    assert failing == {"alarms": f"1 alarms in ALARM: {PREFIX}latency-p99 (Threshold Crossed: 1 datapoint "
+    assert failing == {"alarms": f"1 alarm in ALARM: {PREFIX}latency-p99 (Threshold Crossed: 1 datapoint "
                                        "[2.1] > 1.0)"}
 
 

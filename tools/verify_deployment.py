@@ -151,6 +151,10 @@ class Http:
             return error.code, error.read(300).decode(errors="replace")
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _short(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
@@ -266,14 +270,14 @@ def check_targets(clients: Clients, outputs: Outputs, target_group: dict[str, An
                     if d["TargetHealth"].get("Reason") else "")
                  for d in descriptions if d["TargetHealth"].get("State") != "healthy"]
     if unhealthy:
-        return Check(name, False, f"{len(unhealthy)} of {len(descriptions)} targets not healthy: "
+        return Check(name, False, f"{len(unhealthy)} of {_count(len(descriptions), 'target')} not healthy: "
                                   + "; ".join(unhealthy))
     zones = _target_zones(clients, descriptions, target_group["VpcId"])
     distinct = sorted({zone or "unknown AZ" for zone in zones.values()})
     if outputs.prod_like and len(set(zones.values()) - {""}) < 2:
-        return Check(name, False, f"{len(descriptions)} healthy targets, all in {', '.join(distinct)}: a prod-like "
+        return Check(name, False, f"{_count(len(descriptions), 'healthy target')}, all in {', '.join(distinct)}: a prod-like "
                                   "stack needs healthy targets in at least two AZs")
-    return Check(name, True, f"{len(descriptions)} healthy targets in {', '.join(distinct)}")
+    return Check(name, True, f"{_count(len(descriptions), 'healthy target')} in {', '.join(distinct)}")
 
 
 def check_capacity(clients: Clients, outputs: Outputs) -> Check:
@@ -356,7 +360,7 @@ def check_instances(clients: Clients, outputs: Outputs) -> Check:
             problems.append(f"{instance} ({group}): the ECS agent is disconnected")
     if problems:
         return Check(name, False, "; ".join(problems))
-    return Check(name, True, f"{len(ids)} container instances on their launch templates' AMIs "
+    return Check(name, True, f"{_count(len(ids), 'container instance')} on their launch templates' AMIs "
                              f"({', '.join(sorted({e[1] for e in expected.values()}))})")
 
 
@@ -370,7 +374,7 @@ def check_alarms(clients: Clients, outputs: Outputs) -> Check:
         alarms += page.get("CompositeAlarms") or []
     firing = [f"{a['AlarmName']} ({a.get('StateReason', '')})" for a in alarms if a.get("StateValue") == "ALARM"]
     if firing:
-        return Check(name, False, f"{len(firing)} alarms in ALARM: {'; '.join(firing)}")
+        return Check(name, False, f"{_count(len(firing), 'alarm')} in ALARM: {'; '.join(firing)}")
     return Check(name, True, f"none of the {len(alarms)} alarms named {prefix}* is in ALARM")
 
 
