@@ -275,8 +275,8 @@ def check_targets(clients: Clients, outputs: Outputs, target_group: dict[str, An
     zones = _target_zones(clients, descriptions, target_group["VpcId"])
     distinct = sorted({zone or "unknown AZ" for zone in zones.values()})
     if outputs.prod_like and len(set(zones.values()) - {""}) < 2:
-        return Check(name, False, f"{_count(len(descriptions), 'healthy target')}, all in {', '.join(distinct)}: a prod-like "
-                                  "stack needs healthy targets in at least two AZs")
+        return Check(name, False, f"{_count(len(descriptions), 'healthy target')}, all in {', '.join(distinct)}: "
+                                  "a prod-like stack needs healthy targets in at least two AZs")
     return Check(name, True, f"{_count(len(descriptions), 'healthy target')} in {', '.join(distinct)}")
 
 
