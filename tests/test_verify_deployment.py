@@ -30,7 +30,7 @@ from tools.verify_deployment import Clients, Http, Outputs
 
 REGION = "us-east-1"
 AMI, NEW_AMI = "ami-0aaaaaaaaaaaaaaa1", "ami-0bbbbbbbbbbbbbbb2"
-PREFIX = "model-serving/dev/"
+ALARMS = ("model-serving-dev-target-5xx-rate", "model-serving-dev-latency-p99")
 SMOKE = vd.SMOKE_REQUEST.read_bytes()
 
 
@@ -140,18 +140,18 @@ def _build(port: int) -> World:
         ec2.create_network_interface(SubnetId=subnet, PrivateIpAddress=address, Groups=[security_group])
         targets.append({"Id": address, "Port": 8080})
     elbv2.register_targets(TargetGroupArn=target_group, Targets=targets)
-    for name in (f"{PREFIX}target-5xx-rate", f"{PREFIX}latency-p99", "model-serving/dev-eu/target-5xx-rate"):
+    for name in (*ALARMS, "model-serving-dev-eu-target-5xx-rate"):
         clients.cloudwatch.put_metric_alarm(
             AlarmName=name, Namespace="AWS/ApplicationELB", MetricName="HTTPCode_Target_5XX_Count",
             Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
-    # Another stack's alarm shares the text before the slash: the prefix must not match it.
-    clients.cloudwatch.set_alarm_state(AlarmName="model-serving/dev-eu/target-5xx-rate", StateValue="ALARM",
+    # Another stack's alarm whose name starts with this stack's: not this stack's.
+    clients.cloudwatch.set_alarm_state(AlarmName="model-serving-dev-eu-target-5xx-rate", StateValue="ALARM",
                                        StateReason="not this stack")
     outputs = Outputs.from_json({
         "serviceUrl": f"http://127.0.0.1:{port}", "clusterName": "cluster", "serviceName": "service",
         "taskDefinitionArn": task_definition["taskDefinitionArn"], "targetGroupArn": target_group,
         "environmentClass": "dev", "autoScalingGroupName": "instances", "capacityProviderName": "cp-on-demand",
-        "spotAutoScalingGroupName": "spot", "spotCapacityProviderName": "cp-spot", "alarmNamePrefix": PREFIX})
+        "spotAutoScalingGroupName": "spot", "spotCapacityProviderName": "cp-spot", "alarmNames": list(ALARMS)})
     answers = {"GET": (200, b'{"status": "ok"}'), "POST": (200, b'{"predictions": []}')}
     return World(dataclasses.replace(clients, ecs=Seam(ecs, describe_services=steady)), outputs,
                  Http(outputs.service_url, SMOKE, timeout=2), answers, vpc, subnets, targets, bridge, template)
@@ -224,7 +224,7 @@ def test_a_healthy_deployment_passes_every_check(world: World) -> None:
     passed = "\n".join(lines)
     assert "2 healthy targets in us-east-1a, us-east-1b" in passed
     assert f"2 container instances on their launch templates' AMIs ({AMI})" in passed
-    assert f"none of the 2 alarms named {PREFIX}* is in ALARM" in passed  # not the dev-eu stack's alarm
+    assert "none of the stack's 2 alarms is in ALARM" in passed  # not the dev-eu stack's alarm
     assert "cp-on-demand, cp-spot ACTIVE and associated" in passed
     assert world.posted[-1] == SMOKE
     assert lines[-1].startswith("verify_deployment: all 8 checks hold")
@@ -456,14 +456,19 @@ def test_instances_on_an_older_ami_than_the_launch_template_names_fail(world: Wo
 
 def test_an_alarm_of_the_stack_in_alarm_fails_naming_it(world: World) -> None:
     cloudwatch = world.clients.cloudwatch
-    cloudwatch.set_alarm_state(AlarmName=f"{PREFIX}latency-p99", StateValue="ALARM",
+    cloudwatch.set_alarm_state(AlarmName=ALARMS[1], StateValue="ALARM",
                                StateReason="Threshold Crossed: 1 datapoint [2.1] > 1.0")
     try:
         failing = failures(world, only="alarms")
     finally:
-        cloudwatch.set_alarm_state(AlarmName=f"{PREFIX}latency-p99", StateValue="OK", StateReason="test")
-    assert failing == {"alarms": f"1 alarm in ALARM: {PREFIX}latency-p99 (Threshold Crossed: 1 datapoint "
-                                       "[2.1] > 1.0)"}
+        cloudwatch.set_alarm_state(AlarmName=ALARMS[1], StateValue="OK", StateReason="test")
+    assert failing == {"alarms": f"{ALARMS[1]} is in ALARM (Threshold Crossed: 1 datapoint [2.1] > 1.0)"}
+
+
+def test_an_alarm_of_the_stack_that_is_gone_fails(world: World) -> None:
+    outputs = dataclasses.replace(world.outputs, alarm_names=(*ALARMS, "model-serving-dev-cpu-high"))
+    assert failures(world, outputs=outputs, only="alarms") == {
+        "alarms": "model-serving-dev-cpu-high does not exist (deleted outside Pulumi? `pulumi up` recreates it)"}
 
 
 @pytest.mark.parametrize(("method", "answer", "name", "message"), [
@@ -581,7 +586,8 @@ def test_the_stacks_export_every_output_the_verifier_reads(stack: str, dev: Stac
     run = {"dev": dev, "prod": prod}[stack]
     outputs = Outputs.from_json(run.outputs)
     assert outputs.prod_like is (stack == "prod")
-    assert outputs.alarm_name_prefix == f"model-serving/{stack}/"
+    assert outputs.alarm_names == tuple(run.outputs["alarmNames"])
+    assert outputs.alarm_names, "the stack has alarms"
     assert set(outputs.groups) == {run.outputs["capacityProviderName"], run.outputs.get("spotCapacityProviderName")
                                    } - {None}
 
@@ -595,7 +601,7 @@ def test_missing_outputs_are_named_and_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert ("the stack outputs lack taskDefinitionArn, targetGroupArn, environmentClass, autoScalingGroupName, "
-            "capacityProviderName, alarmNamePrefix, spotCapacityProviderName and spotAutoScalingGroupName (one is "
+            "capacityProviderName, alarmNames, spotCapacityProviderName and spotAutoScalingGroupName (one is "
             "set without the other): run `pulumi up`") in message
 
 
@@ -632,7 +638,7 @@ def test_main_reads_the_outputs_file_and_exits_by_the_result(world: World, tmp_p
                "taskDefinitionArn": world.outputs.task_definition_arn,
                "targetGroupArn": world.outputs.target_group_arn, "environmentClass": "dev",
                "autoScalingGroupName": "instances", "capacityProviderName": "cp-on-demand",
-               "spotAutoScalingGroupName": "spot", "spotCapacityProviderName": "cp-spot", "alarmNamePrefix": PREFIX}
+               "spotAutoScalingGroupName": "spot", "spotCapacityProviderName": "cp-spot", "alarmNames": list(ALARMS)}
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs))
     assert vd.main(["--outputs", str(path), "--timeout", "1", "--interval", "5"], clients=world.clients) == 0

@@ -42,7 +42,7 @@ EXPECTED_STOP_CODES = ("SpotInterruption", "TerminationNotice", "UserInitiated")
 EXPECTED_STOP_REASON = "Scaling activity initiated by"
 LOOP_STOPS = 2  # this many unexpected stops since the deployment began is a loop, not a one-off
 REQUIRED_OUTPUTS = ("serviceUrl", "clusterName", "serviceName", "taskDefinitionArn", "targetGroupArn",
-                    "environmentClass", "autoScalingGroupName", "capacityProviderName", "alarmNamePrefix")
+                    "environmentClass", "autoScalingGroupName", "capacityProviderName", "alarmNames")
 CHECKS = ("deployment", "stopped tasks", "targets", "capacity", "instances", "alarms", "GET health",
           "POST /predict")
 
@@ -62,11 +62,11 @@ class Outputs:
     target_group_arn: str
     prod_like: bool
     groups: dict[str, str]  # capacity provider name -> its Auto Scaling group name
-    alarm_name_prefix: str
+    alarm_names: tuple[str, ...]  # every alarm of the stack (infra/observability.py)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outputs:
-        missing = [key for key in REQUIRED_OUTPUTS if not data.get(key)]
+        missing = [key for key in REQUIRED_OUTPUTS if data.get(key) in (None, "")]
         if bool(data.get("spotCapacityProviderName")) != bool(data.get("spotAutoScalingGroupName")):
             missing.append("spotCapacityProviderName and spotAutoScalingGroupName (one is set without the other)")
         if missing:
@@ -78,7 +78,7 @@ class Outputs:
         return cls(service_url=str(data["serviceUrl"]).rstrip("/"), cluster=data["clusterName"],
                    service=data["serviceName"], task_definition_arn=data["taskDefinitionArn"],
                    target_group_arn=data["targetGroupArn"], prod_like=data["environmentClass"] == "prod",
-                   groups=groups, alarm_name_prefix=data["alarmNamePrefix"])
+                   groups=groups, alarm_names=tuple(data["alarmNames"]))
 
     @property
     def region(self) -> str:
@@ -365,17 +365,22 @@ def check_instances(clients: Clients, outputs: Outputs) -> Check:
 
 
 def check_alarms(clients: Clients, outputs: Outputs) -> Check:
-    name = "alarms"
-    prefix = outputs.alarm_name_prefix
+    """By exact name: a prefix would also match another stack whose name extends this one's (dev, dev-eu)."""
+    name, wanted = "alarms", list(outputs.alarm_names)
     alarms: list[dict[str, Any]] = []
-    for page in clients.cloudwatch.get_paginator("describe_alarms").paginate(
-            AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm", "CompositeAlarm"]):
-        alarms += page.get("MetricAlarms") or []
-        alarms += page.get("CompositeAlarms") or []
-    firing = [f"{a['AlarmName']} ({a.get('StateReason', '')})" for a in alarms if a.get("StateValue") == "ALARM"]
-    if firing:
-        return Check(name, False, f"{_count(len(firing), 'alarm')} in ALARM: {'; '.join(firing)}")
-    return Check(name, True, f"none of the {len(alarms)} alarms named {prefix}* is in ALARM")
+    for start in range(0, len(wanted), 100):  # DescribeAlarms takes up to 100 names
+        for page in clients.cloudwatch.get_paginator("describe_alarms").paginate(
+                AlarmNames=wanted[start:start + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"]):
+            alarms += page.get("MetricAlarms") or []
+            alarms += page.get("CompositeAlarms") or []
+    found = {a["AlarmName"] for a in alarms}
+    problems = [f"{a['AlarmName']} is in ALARM ({a.get('StateReason', '')})" for a in alarms
+                if a.get("StateValue") == "ALARM"]
+    problems += [f"{missing} does not exist (deleted outside Pulumi? `pulumi up` recreates it)"
+                 for missing in wanted if missing not in found]
+    if problems:
+        return Check(name, False, "; ".join(problems))
+    return Check(name, True, f"none of the stack's {_count(len(wanted), 'alarm')} is in ALARM")
 
 
 def check_http(http: Http, method: str, path: str) -> Check:
