@@ -70,6 +70,7 @@ class World:
     targets: list[dict[str, Any]]
     task_definition_bridge: str
     template_id: str
+    alternate_target_group: str
     posted: list[bytes] = dataclasses.field(default_factory=list)  # bodies the endpoint received
 
     def with_seams(self, **services: dict[str, Callable[..., dict[str, Any]]]) -> Clients:
@@ -126,8 +127,9 @@ def _build(port: int) -> World:
     # moto's RunTask fails for awsvpc tasks, so the stopped tasks of the loop cases run a bridge copy.
     bridge = ecs.register_task_definition(family="model-server-bridge", containerDefinitions=container)[
         "taskDefinition"]["taskDefinitionArn"]
-    target_group = elbv2.create_target_group(Name="tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip",
-                                             HealthCheckPath="/health")["TargetGroups"][0]["TargetGroupArn"]
+    target_group, alternate = (elbv2.create_target_group(
+        Name=name, Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip", HealthCheckPath="/health")[
+        "TargetGroups"][0]["TargetGroupArn"] for name in ("tg", "tg-alternate"))
     ecs.create_service(cluster="cluster", serviceName="service", taskDefinition=task_definition["taskDefinitionArn"],
                        desiredCount=2, loadBalancers=[{"targetGroupArn": target_group,
                                                        "containerName": "model-server", "containerPort": 8080}],
@@ -154,7 +156,8 @@ def _build(port: int) -> World:
         "spotAutoScalingGroupName": "spot", "spotCapacityProviderName": "cp-spot", "alarmNames": list(ALARMS)})
     answers = {"GET": (200, b'{"status": "ok"}'), "POST": (200, b'{"predictions": []}')}
     return World(dataclasses.replace(clients, ecs=Seam(ecs, describe_services=steady)), outputs,
-                 Http(outputs.service_url, SMOKE, timeout=2), answers, vpc, subnets, targets, bridge, template)
+                 Http(outputs.service_url, SMOKE, timeout=2), answers, vpc, subnets, targets, bridge, template,
+                 alternate)
 
 
 def associate(ecs: Any, providers: list[str]) -> None:
@@ -405,13 +408,43 @@ def test_an_unhealthy_target_fails_naming_it_and_why(world: World) -> None:
                                   "(Target.ResponseCodeMismatch: Health checks failed with these codes: [503])"}
 
 
+def blue_green(world: World) -> Clients:
+    """A service released with BLUE_GREEN, LINEAR or CANARY: its load balancer also names the alternate target
+    group (moto does not model advancedConfiguration)."""
+    def describe(real: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        response = steady(real, **kwargs)
+        for balancer in response["services"][0]["loadBalancers"]:
+            balancer["advancedConfiguration"] = {
+                "alternateTargetGroupArn": world.alternate_target_group,
+                "roleArn": "arn:aws:iam::123456789012:role/release",
+                "productionListenerRule": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/alb/"
+                                          "0123456789abcdef/0123456789abcdef/0123456789abcdef"}
+        return response
+    return world.with_seams(ecs={"describe_services": describe})
+
+
+def test_after_a_release_the_targets_may_be_in_the_alternate_target_group(world: World) -> None:
+    elbv2, primary = world.clients.elbv2, world.outputs.target_group_arn
+    elbv2.deregister_targets(TargetGroupArn=primary, Targets=world.targets)
+    elbv2.register_targets(TargetGroupArn=world.alternate_target_group, Targets=world.targets)
+    try:
+        result = vd.checks(blue_green(world), world.outputs, world.http)["targets"]()
+        assert result.ok, result
+        assert result.detail == "2 healthy targets in us-east-1a, us-east-1b"
+        assert failures(world, only="targets") == {"targets": "no target registered in tg"}  # a ROLLING service
+    finally:
+        elbv2.deregister_targets(TargetGroupArn=world.alternate_target_group, Targets=world.targets)
+        elbv2.register_targets(TargetGroupArn=primary, Targets=world.targets)
+    assert vd.checks(blue_green(world), world.outputs, world.http)["targets"]().ok  # back on the primary group
+
+
 def test_no_registered_target_fails(world: World) -> None:
     world.clients.elbv2.deregister_targets(TargetGroupArn=world.outputs.target_group_arn, Targets=world.targets)
     try:
-        failing = failures(world, only="targets")
+        failing = failures(world, blue_green(world), only="targets")
     finally:
         world.clients.elbv2.register_targets(TargetGroupArn=world.outputs.target_group_arn, Targets=world.targets)
-    assert failing == {"targets": "no target registered in tg"}
+    assert failing == {"targets": "no target registered in tg, tg-alternate"}
 
 
 def test_a_capacity_provider_not_associated_fails(world: World) -> None:

@@ -259,12 +259,23 @@ def _target_zones(clients: Clients, descriptions: list[dict[str, Any]], vpc_id: 
     return zones
 
 
-def check_targets(clients: Clients, outputs: Outputs, target_group: dict[str, Any]) -> Check:
+def service_target_groups(service: dict[str, Any] | None, outputs: Outputs) -> list[str]:
+    """The service's target groups: with a blue/green-style strategy, production alternates between the primary
+    and the alternate group from one release to the next, so both are checked."""
+    arns: list[str] = []
+    for balancer in (service or {}).get("loadBalancers") or []:
+        alternate = balancer.get("advancedConfiguration", {}).get("alternateTargetGroupArn")
+        arns += [balancer.get("targetGroupArn"), alternate]
+    return list(dict.fromkeys(arn for arn in arns if arn)) or [outputs.target_group_arn]
+
+
+def check_targets(clients: Clients, outputs: Outputs, target_groups: list[dict[str, Any]]) -> Check:
+    """Every target registered in the service's target groups: after a release, the old group is empty."""
     name = "targets"
-    descriptions = clients.elbv2.describe_target_health(TargetGroupArn=outputs.target_group_arn)[
-        "TargetHealthDescriptions"]
+    descriptions = [d for group in target_groups for d in clients.elbv2.describe_target_health(
+        TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]]
     if not descriptions:
-        return Check(name, False, f"no target registered in {target_group['TargetGroupName']}")
+        return Check(name, False, f"no target registered in {', '.join(g['TargetGroupName'] for g in target_groups)}")
     unhealthy = [f"{d['Target']['Id']}:{d['Target'].get('Port', '')} {d['TargetHealth'].get('State')}"
                  + (f" ({d['TargetHealth'].get('Reason')}: {d['TargetHealth'].get('Description', '')})"
                     if d["TargetHealth"].get("Reason") else "")
@@ -272,7 +283,7 @@ def check_targets(clients: Clients, outputs: Outputs, target_group: dict[str, An
     if unhealthy:
         return Check(name, False, f"{len(unhealthy)} of {_count(len(descriptions), 'target')} not healthy: "
                                   + "; ".join(unhealthy))
-    zones = _target_zones(clients, descriptions, target_group["VpcId"])
+    zones = _target_zones(clients, descriptions, target_groups[0]["VpcId"])
     distinct = sorted({zone or "unknown AZ" for zone in zones.values()})
     if outputs.prod_like and len(set(zones.values()) - {""}) < 2:
         return Check(name, False, f"{_count(len(descriptions), 'healthy target')}, all in {', '.join(distinct)}: "
@@ -407,18 +418,18 @@ def guarded(name: str, run: Callable[[], Check]) -> Check:
 def checks(clients: Clients, outputs: Outputs, http: Http) -> dict[str, Callable[[], Check]]:
     """Each check by name (CHECKS, in this order), sharing one look at the service and the target group."""
     service = functools.cache(lambda: describe_service(clients, outputs))
-    target_group = functools.cache(lambda: clients.elbv2.describe_target_groups(
-        TargetGroupArns=[outputs.target_group_arn])["TargetGroups"][0])
+    target_groups = functools.cache(lambda: clients.elbv2.describe_target_groups(
+        TargetGroupArns=service_target_groups(service(), outputs))["TargetGroups"])
 
     def health_path() -> str:
-        with contextlib.suppress(Exception):  # the targets check reports why the target group is unreadable
-            return str(target_group().get("HealthCheckPath") or "/health")
+        with contextlib.suppress(Exception):  # the targets check reports why the target groups are unreadable
+            return str(target_groups()[0].get("HealthCheckPath") or "/health")
         return "/health"
 
     return {
         "deployment": lambda: check_deployment(service(), outputs),
         "stopped tasks": lambda: check_stopped_tasks(clients, outputs, service()),
-        "targets": lambda: check_targets(clients, outputs, target_group()),
+        "targets": lambda: check_targets(clients, outputs, target_groups()),
         "capacity": lambda: check_capacity(clients, outputs),
         "instances": lambda: check_instances(clients, outputs),
         "alarms": lambda: check_alarms(clients, outputs),
