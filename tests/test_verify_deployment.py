@@ -31,7 +31,7 @@ from tools.verify_deployment import Clients, Http, Outputs
 REGION = "us-east-1"
 AMI, NEW_AMI = "ami-0aaaaaaaaaaaaaaa1", "ami-0bbbbbbbbbbbbbbb2"
 ALARMS = ("model-serving-dev-target-5xx-rate", "model-serving-dev-latency-p99")
-SMOKE = vd.SMOKE_REQUEST.read_bytes()
+SMOKE = vd.load_smoke(vd.SMOKE_SET)[1]
 
 
 class Seam:
@@ -600,7 +600,7 @@ def reference_server() -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def test_the_smoke_request_from_app_is_answered_200_by_the_reference_server() -> None:
+def test_the_smoke_set_from_app_is_answered_200_by_the_reference_server() -> None:
     with reference_server() as url:
         http = Http(url, SMOKE, timeout=5)
         checks = [vd.check_http(http, "GET", "/health"), vd.check_http(http, "POST", vd.PREDICT_PATH)]
@@ -624,6 +624,16 @@ def test_the_stacks_export_every_output_the_verifier_reads(stack: str, dev: Stac
     assert outputs.alarm_names, "the stack has alarms"
     assert set(outputs.groups) == {run.outputs["capacityProviderName"], run.outputs.get("spotCapacityProviderName")
                                    } - {None}
+
+
+def test_the_smoke_set_is_the_release_checks(tmp_path: Path) -> None:
+    smoke = json.loads(vd.SMOKE_SET.read_text())
+    first = json.dumps({"instances": smoke["requests"][0]["instances"]}).encode()
+    assert vd.load_smoke(vd.SMOKE_SET) == (smoke["path"], first)
+    broken = tmp_path / "requests.json"
+    broken.write_text('{"path": "/predict", "requests": []}')
+    with pytest.raises(vd.UsageError, match=r"--smoke-set .*requests.json: IndexError: .* it needs"):
+        vd.load_smoke(broken)
 
 
 def test_missing_outputs_are_named_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,8 +32,9 @@ from typing import Any
 import boto3
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-# The reference server's smoke request: app/ owns it and its tests send it (tests/test_verify_deployment.py).
-SMOKE_REQUEST = PROJECT_DIR / "app" / "smoke_request.json"
+# The smoke set app/ owns, which the release check also sends (infra/release_check/check.py): the verifier sends
+# its first request, as one POST of {"instances": ...} to its path.
+SMOKE_SET = PROJECT_DIR / "app" / "smoke" / "requests.json"
 PREDICT_PATH = "/predict"
 HTTP_TIMEOUT_SECONDS = 10
 DEFAULT_INTERVAL_SECONDS = 15.0
@@ -132,6 +133,17 @@ class Clients:
         return cls(*(session.client(name) for name in ("ecs", "elbv2", "ec2", "autoscaling", "cloudwatch")))
 
 
+def load_smoke(path: Path) -> tuple[str, bytes]:
+    """(path, body) of the smoke set's first request: {"path": "/predict", "requests": [{"instances": ...}]}."""
+    try:
+        smoke = json.loads(path.read_text())
+        body = json.dumps({"instances": smoke["requests"][0]["instances"]})
+        return str(smoke.get("path") or PREDICT_PATH), body.encode()
+    except (OSError, ValueError, LookupError, TypeError, AttributeError) as error:
+        raise UsageError(f"--smoke-set {path}: {type(error).__name__}: {error}; it needs "
+                         '{"path": "/predict", "requests": [{"instances": [[...]]}]}') from error
+
+
 @dataclass(frozen=True)
 class Http:
     """The public endpoint: GET the health path, POST one smoke request."""
@@ -139,6 +151,7 @@ class Http:
     url: str
     smoke_request: bytes
     timeout: float = HTTP_TIMEOUT_SECONDS
+    smoke_path: str = PREDICT_PATH
 
     def call(self, method: str, path: str) -> tuple[int, str]:
         body = self.smoke_request if method == "POST" else None
@@ -434,7 +447,7 @@ def checks(clients: Clients, outputs: Outputs, http: Http) -> dict[str, Callable
         "instances": lambda: check_instances(clients, outputs),
         "alarms": lambda: check_alarms(clients, outputs),
         "GET health": lambda: check_http(http, "GET", health_path()),
-        f"POST {PREDICT_PATH}": lambda: check_http(http, "POST", PREDICT_PATH),
+        f"POST {PREDICT_PATH}": lambda: check_http(http, "POST", http.smoke_path),
     }
 
 
@@ -501,8 +514,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", help="AWS profile")
     parser.add_argument("--url", help="base URL to call instead of serviceUrl (your domain, when the ALB serves "
                                       "HTTPS with a certificate for it)")
-    parser.add_argument("--smoke-request", metavar="FILE", default=str(SMOKE_REQUEST),
-                        help="JSON body of the POST /predict smoke request (default: app/smoke_request.json)")
+    parser.add_argument("--smoke-set", metavar="FILE", default=str(SMOKE_SET),
+                        help="smoke set whose first request is POSTed (default: app/smoke/requests.json)")
     return parser.parse_args(argv)
 
 
@@ -511,18 +524,15 @@ def main(argv: list[str] | None = None, clients: Clients | None = None,
     args = parse_args(argv)
     with _usage_errors():
         outputs = Outputs.from_json(read_outputs(args.stack, args.outputs))
-        try:
-            smoke_request = Path(args.smoke_request).read_bytes()
-            json.loads(smoke_request)
-        except (OSError, ValueError) as error:
-            raise UsageError(f"--smoke-request {args.smoke_request}: {error}") from error
+        smoke_path, smoke_body = load_smoke(Path(args.smoke_set))
         if args.timeout <= 0 or args.interval < 0:
             raise UsageError("--timeout must be positive and --interval not negative")
     url = (args.url or outputs.service_url).rstrip("/")
     print(f"verify_deployment: {args.stack or args.outputs}: {url}, cluster {outputs.cluster}, service "
           f"{outputs.service}, timeout {args.timeout:.0f} s")
     clients = clients or Clients.create(args.region or outputs.region, args.profile)
-    ok = verify(clients, outputs, Http(url, smoke_request), args.timeout, args.interval, sleep=sleep)
+    http = Http(url, smoke_body, smoke_path=smoke_path)
+    ok = verify(clients, outputs, http, args.timeout, args.interval, sleep=sleep)
     return 0 if ok else 1
 
 
