@@ -107,8 +107,12 @@ if release:
     pulumi.export("testListenerUrl", release.test_url)
 pulumi.export("logGroupName", logs.log_group.name)
 pulumi.export("dashboardUrl", observability.dashboard_url)
-# tools/verify_deployment.py finds every alarm of the stack by this prefix.
+# The stack's alarms: tools/verify_deployment.py fails while one of alarmNames is in ALARM.
 pulumi.export("alarmNamePrefix", f"{name}-")
 pulumi.export("alarmNames", observability.alarm_names)
 if observability.topic:
     pulumi.export("alarmTopicArn", observability.topic.arn)
+# What else tools/verify_deployment.py checks after every `pulumi up`.
+pulumi.export("environmentClass", settings.environment_class)
+pulumi.export("taskDefinitionArn", task.task_definition.arn)
+pulumi.export("targetGroupArn", load_balancer.target_group.arn)

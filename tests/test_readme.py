@@ -1,6 +1,6 @@
 """Pulumi.yaml's `config:` block and the README's tables are generated from infra/settings/model.py.
 
-After changing a setting, regenerate them with `venv/bin/python -m tools.readme_tables`.
+After changing a setting, regenerate them with `venv/bin/python tools/readme_tables.py`.
 """
 
 import importlib.metadata
@@ -29,7 +29,7 @@ def readme_table(header: str) -> list[str]:
 
 
 def test_generated_files_are_up_to_date() -> None:
-    assert readme_tables.main(["--check"]) == 0, "run venv/bin/python -m tools.readme_tables"
+    assert readme_tables.main(["--check"]) == 0, "run venv/bin/python tools/readme_tables.py"
 
 
 def copy_of_the_project(into: Path) -> Path:
@@ -264,8 +264,8 @@ def _pytest(command: str, root: Path) -> None:  # the full run would recurse int
 
 
 def _tables(command: str, root: Path) -> None:
-    """Both documented forms end in the same state: run as written, with --check (the tests must not rewrite)."""
-    done = subprocess.run([sys.executable, "-m", "tools.readme_tables", "--check"], cwd=root, check=False,
+    """Run as written, as a script from the project root, with --check (the tests must not rewrite)."""
+    done = subprocess.run([sys.executable, "tools/readme_tables.py", "--check"], cwd=root, check=False,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -274,9 +274,10 @@ CLOUD_FREE = {  # pattern of a README command (venv/bin/python is the interprete
     r"python3 -m venv (policy/)?venv": _venv,
     r"(policy/)?venv/bin/pip install -r \S+": _pip_install,
     r"venv/bin/python -m pytest": _pytest,
-    r"venv/bin/python -m tools\.readme_tables( --check)?": _tables,
+    r"venv/bin/python tools/readme_tables\.py( --check)?": _tables,
 }
-NEEDS_AWS = (r"venv/bin/python tools/promote_image\.py .*",)  # tests/test_promote_image.py, on a local registry
+NEEDS_AWS = (r"venv/bin/python tools/promote_image\.py .*",  # tests/test_promote_image.py, on a local registry
+             r"venv/bin/python tools/verify_deployment\.py .*")  # tests/test_verify_deployment.py, on moto
 
 
 def readme_commands() -> list[str]:
@@ -286,7 +287,7 @@ def readme_commands() -> list[str]:
 
 def test_every_cloud_free_readme_command_runs_as_written() -> None:
     commands = readme_commands()
-    assert "venv/bin/python -m pytest" in commands and "venv/bin/python -m tools.readme_tables" in commands
+    assert "venv/bin/python -m pytest" in commands and "venv/bin/python tools/readme_tables.py" in commands
     unchecked, checks = [], {}
     for command in dict.fromkeys(commands):
         check = next((check for pattern, check in CLOUD_FREE.items() if re.fullmatch(pattern, command)), None)

@@ -1,6 +1,6 @@
 """Promote a model-server image from one ECR repository to another (dev to prod), by digest, keeping the tag.
 
-    python tools/promote_image.py \\
+    venv/bin/python tools/promote_image.py \\
         --source "$(pulumi stack output repositoryUrl -s dev)" \\
         --destination "$(pulumi stack output repositoryUrl -s prod)" \\
         --tag v1.2.0 [--digest sha256:...]

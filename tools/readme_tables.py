@@ -1,9 +1,8 @@
 """Generate what is derived from the settings model and the stack files: Pulumi.yaml's `config:` block and the
 README's configuration, capacity-plan and cost tables.
 
-    venv/bin/python -m tools.readme_tables           # rewrite Pulumi.yaml and README.md in place
-    venv/bin/python -m tools.readme_tables --check   # exit 1 (and say which) when either is stale
-    venv/bin/python tools/readme_tables.py --check   # the same, run as a script
+    venv/bin/python tools/readme_tables.py           # rewrite Pulumi.yaml and README.md in place
+    venv/bin/python tools/readme_tables.py --check   # exit 1 (and say which) when either is stale
 
 infra/settings/model.py is the source of the configuration table (keys, types, ranges, defaults); the
 capacity-plan and cost tables are computed from Pulumi.dev.yaml and Pulumi.prod.yaml, so a capacity change
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None, root: Path = PROJECT_DIR) -> int:
     outdated = stale(root, texts)
     if check:
         for path in outdated:
-            print(f"{path.name} is stale: run venv/bin/python -m tools.readme_tables", file=sys.stderr)
+            print(f"{path.name} is stale: run venv/bin/python tools/readme_tables.py", file=sys.stderr)
         return 1 if outdated else 0
     for path in outdated:
         path.write_text(texts[path])

@@ -6,7 +6,7 @@ table are all derived from it (`infra/settings/schema.py`, `tools/readme_tables.
 mixins so the generated files keep a readable grouping; `Settings` is their flat union.
 
 To add a setting: declare a field in its section, wire it into `infra/settings/args.py`, then run
-`venv/bin/python -m tools.readme_tables` to regenerate Pulumi.yaml's schema and the README table.
+`venv/bin/python tools/readme_tables.py` to regenerate Pulumi.yaml's schema and the README table.
 """
 
 import functools

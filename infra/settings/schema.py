@@ -20,7 +20,7 @@ from infra.settings.model import SECTIONS, Check, Settings
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "Pulumi.yaml"
 CONFIG_HEADER = """\
 # Every setting the program reads, GENERATED from infra/settings/model.py by
-# `venv/bin/python -m tools.readme_tables` (tests fail when it is stale; do not edit by hand).
+# `venv/bin/python tools/readme_tables.py` (tests fail when it is stale; do not edit by hand).
 # Defaults describe a cheap dev-like stack; Pulumi.prod.yaml overrides what differs.
 """
 
