@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pulumi
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import (
@@ -251,9 +252,27 @@ def assert_serves_every_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None
     assert all("Sources: " in p.description for p in info.policies)
 
 
+# How the engine sends assets and archives to an analyzer (pulumi/sdk's rpc signatures).
+_SPECIAL_SIG, _ASSET_SIG, _ARCHIVE_SIG = ("4dabf18193072939515e22adb298388d", "c44067f5952c0a294b673a41bacd8c17",
+                                          "0def7320c3a5731c473e5ecbe6d01bc7")
+
+
+def _wire(value: object) -> object:
+    """A recorded input as the engine puts it on the wire: assets and archives as their signature objects."""
+    if isinstance(value, pulumi.AssetArchive):
+        return {_SPECIAL_SIG: _ARCHIVE_SIG, "assets": {k: _wire(v) for k, v in value.assets.items()}}
+    if isinstance(value, pulumi.FileArchive | pulumi.FileAsset | pulumi.StringAsset):
+        kind = _ARCHIVE_SIG if isinstance(value, pulumi.FileArchive) else _ASSET_SIG
+        key, content = ("text", value.text) if isinstance(value, pulumi.StringAsset) else ("path", value.path)
+        return {_SPECIAL_SIG: kind, key: content}
+    if isinstance(value, Mapping):
+        return {k: _wire(v) for k, v in value.items()}
+    return [_wire(v) for v in value] if isinstance(value, list | tuple) else value
+
+
 def _struct(values: Mapping[str, object]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
-    struct.update(values)
+    struct.update(_wire(values))  # type: ignore[arg-type]
     return struct
 
 
