@@ -272,7 +272,7 @@ def _wire(value: object) -> object:
 
 def _struct(values: Mapping[str, object]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
-    struct.update(_wire(values))  # type: ignore[arg-type]
+    struct.update(_wire(values))
     return struct
 
 
