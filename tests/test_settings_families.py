@@ -4,6 +4,7 @@ provider settings and the derived values reach the resources."""
 
 import functools
 import json
+import zoneinfo
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from infra.instance_types import instance_types
 from infra.naming import AWS_NAMES, bounded_name, name_problems
 from infra.regions import DATA_FILE, regions
 from infra.settings import Settings, SettingsError, parse_settings
+from infra.settings import model as settings_model
 from infra.settings.args import component_args, server_environment
 from infra.settings.model import is_timezone
 from tests.harness import PROJECT, StackRun, run_stack, run_stack_expecting_error, stack_config
@@ -407,3 +409,14 @@ def test_graviton_builds_the_image_for_arm64_and_the_task_gets_the_derived_timeo
 
 def test_x86_stacks_still_build_for_amd64(dev: StackRun) -> None:
     assert dev.one("docker-build:index:Image")["platforms"] == ["linux/amd64"]
+
+
+def test_time_zones_do_not_depend_on_the_machines_tz_database() -> None:
+    """Windows and slim images have no /usr/share/zoneinfo: the names come from the pinned tzdata package."""
+    zoneinfo.reset_tzpath(to=[])
+    settings_model._timezones.cache_clear()
+    try:
+        assert is_timezone("Europe/Berlin") and is_timezone("UTC") and not is_timezone("Europe/Atlantis")
+    finally:
+        zoneinfo.reset_tzpath()
+        settings_model._timezones.cache_clear()
