@@ -469,6 +469,9 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
         ["ecr:GetAuthorizationToken", "ec2:DescribeInstances", "cloudwatch:PutMetricData", "ecs:List*"], "*")}, {},
      False),  # actions AWS grants only on "*"
     ("iam-no-wildcard-actions-or-admin", ROLE_POLICY, {"policy": statement(
+        ["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricWidgetImage", "kms:GenerateRandom"], "*")}, {},
+     False),  # also "*" only in the service authorization reference (dashboards, metric reads)
+    ("iam-no-wildcard-actions-or-admin", ROLE_POLICY, {"policy": statement(
         "s3:GetObject", "arn:aws:s3:::models/*")}, {}, False),
     ("iam-no-wildcard-actions-or-admin", ROLE_POLICY, {"policy": json.dumps({"Statement": [
         {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"},

@@ -80,6 +80,7 @@ TRUSTED_SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com", "ecs.amazona
 # `Resource: "*"` is the only way to grant them; every other action must name its resources (CKV_AWS_355).
 UNRESTRICTABLE_ACTIONS = frozenset(a.lower() for a in (
     "ecr:GetAuthorizationToken", "sts:GetCallerIdentity", "cloudwatch:PutMetricData", "cloudwatch:GetMetricData",
+    "cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricWidgetImage", "kms:GenerateRandom",
     "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
     "ecs:DiscoverPollEndpoint", "ecs:CreateCluster", "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition",
     "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
