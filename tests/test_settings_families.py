@@ -111,6 +111,11 @@ def test_the_name_table_matches_the_names_the_program_registers(prod: StackRun) 
      "has no field sesionName; its fields are duration, externalId, policy, policyArns, roleArn, sessionName"),
     ({"aws:assumeRoles": "arn:aws:iam::123456789012:role/deploy"}, "must be a list of objects"),
     ({"aws:allowedAccountIds": "123456789012"}, "aws:allowedAccountIds = '123456789012': must be a list of strings"),
+    # Unquoted in YAML, 012345678901 reads as the number 12345678901: the guard would name another account.
+    ({"aws:allowedAccountIds": [12345678901]}, "aws:allowedAccountIds = '[12345678901]': must list 12-digit AWS "
+                                               "account IDs; quote them in the stack file"),
+    ({"aws:forbiddenAccountIds": ["1234"]}, "aws:forbiddenAccountIds = '[\"1234\"]': must list 12-digit "
+                                            "AWS account IDs"),
     ({"aws:maxRetries": "lots"}, "aws:maxRetries = 'lots': must be a whole number"),
     ({"aws:skipCredentialsValidation": "yes"}, "must be true or false"),
     ({"model-servng:image": "v1"}, "model-servng:image = 'v1': is not read by this program: its settings are "
@@ -128,6 +133,12 @@ def test_the_name_table_matches_the_names_the_program_registers(prod: StackRun) 
 ])
 def test_provider_settings_are_checked_not_dropped(overrides: dict[str, Any], expected: str) -> None:
     assert expected in error("dev", overrides)
+
+
+def test_account_ids_written_as_numbers_reach_the_provider_as_text() -> None:
+    """`pulumi config set --path 'aws:allowedAccountIds[0]' 123456789012` stores a number; the provider wants text."""
+    assert parse("dev", {"aws:allowedAccountIds": [123456789012]}).provider["allowed_account_ids"] == [
+        "123456789012"]
 
 
 def test_credentials_must_be_stored_encrypted_and_are_never_echoed() -> None:
