@@ -581,9 +581,12 @@ def test_every_policy_names_its_sources_and_kind() -> None:
 # --- secrets: one definition (infra/secret_patterns.py) for environment, command, entryPoint and user data -------
 
 GOOD_SETTINGS = [("TOKENIZERS_PARALLELISM", "false"), ("MAX_NEW_TOKENS", "256"), ("PAD_TOKEN_ID", "0"),
-                 ("HF_TOKEN_FILE", "/run/secrets/hf"), ("DATABASE_URL", "postgres://db.internal:5432/models")]
+                 ("HF_TOKEN_FILE", "/run/secrets/hf"), ("DATABASE_URL", "postgres://db.internal:5432/models"),
+                 # a reference the shell (or the app) fills in from a secret is not itself a secret
+                 ("DATABASE_URL", "postgres://app:${DB_PASSWORD}@db.internal:5432/models")]
 BAD_SETTINGS = [("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz"), ("DATABASE_URL", "postgres://u:p@h/db"),
-                ("UPLOAD_KEY", "AKIAIOSFODNN7EXAMPLE"), ("DB_PASSWORD", "hunter2")]
+                ("UPLOAD_KEY", "AKIAIOSFODNN7EXAMPLE"), ("DB_PASSWORD", "hunter2"),
+                ("CELERY_BROKER_URL", "redis://:s3cretpw@redis.internal:6379/0")]  # Redis URLs have no user
 IMDSV2_FETCH = ('TOKEN=$(curl -sX PUT "http://169.254.169.254/latest/api/token" '
                 '-H "X-aws-ec2-metadata-token-ttl-seconds: 21600")\n'
                 'curl -s -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/instance-id\n')

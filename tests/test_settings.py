@@ -108,6 +108,7 @@ def test_ingress_cidrs_must_be_ipv4_cidrs() -> None:
     ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY_ID=<redacted>", "looks like a secret"),
     ("DB_PASSWORD=hunter2", "DB_PASSWORD=<redacted>", "looks like a secret"),
     ("DATABASE_URL=postgres://u:p@h", "DATABASE_URL=<redacted>", "holds a password in a URL"),
+    ("BROKER_URL=redis://:s3cretpw@redis:6379/0", "BROKER_URL=<redacted>", "holds a password in a URL"),
     ("KEY_HINT=AKIAIOSFODNN7EXAMPLE", "KEY_HINT=<redacted>", "holds an AWS access key ID"),
 ])
 def test_secret_looking_environment_variables_are_refused_without_echoing_them(item: str, shown: str,
