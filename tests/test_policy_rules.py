@@ -445,6 +445,14 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
     ("ecs-service-min-two-tasks", SCHEDULED, {**ECS_COUNT, "scalableTargetAction": {"minCapacity": 2.0}}, {}, False),
     ("ecs-service-min-two-tasks", SCHEDULED, {**ECS_COUNT, "scalableTargetAction": {"maxCapacity": 9.0}}, {}, False),
     ("ecs-service-deployment-percentages", SERVICE, {}, {}, False),  # unset: AWS's 100/200
+    # 150% still starts new tasks before stopping old ones (a slower deployment, not a stuck one) ...
+    ("ecs-service-deployment-percentages", SERVICE, {"desiredCount": 3.0, "deploymentMinimumHealthyPercent": 100.0,
+                                                     "deploymentMaximumPercent": 150.0}, {}, False),
+    # ... unless the maximum, rounded down as ECS does, leaves no room above the minimum (1 task: 1.5 -> 1).
+    ("ecs-service-deployment-percentages", SERVICE, {"desiredCount": 1.0, "deploymentMinimumHealthyPercent": 100.0,
+                                                     "deploymentMaximumPercent": 150.0}, {}, True),
+    ("ecs-service-deployment-percentages", SERVICE, {"deploymentMinimumHealthyPercent": 100.0,
+                                                     "deploymentMaximumPercent": 100.0}, {}, True),
     ("ecs-service-health-check-grace-period", SERVICE, {}, {}, False),  # no load balancer: nothing to cover
     ("target-group-deregistration-delay", TG, {"deregistrationDelay": 300.0}, {}, True),
     ("log-group-retention-one-year", "aws:cloudwatch/logGroup:LogGroup", {}, {}, False),  # never expires
