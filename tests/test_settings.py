@@ -154,7 +154,8 @@ def test_existing_vpc_settings_must_be_complete(overrides: dict[str, Any], expec
     ({"minTaskCount": 1}, "model-serving:minTaskCount = 1: must be at least 2 with environmentClass prod"),
     ({"availabilityZoneCount": 1}, "model-serving:availabilityZoneCount = 1: must be from 2 to 6"),
     ({"instanceMinCount": 1}, "model-serving:instanceMinCount = 1: must be at least 2 with environmentClass prod"),
-    ({"image": "latest"}, "model-serving:image = 'latest': must be a version tag or digest with environmentClass prod"),
+    ({"image": "latest"}, "model-serving:image = 'latest': must name a version tag or digest with environmentClass "
+                          "prod"),
     ({"existingVpcId": "vpc-0aaaaaaaaaaaaaaaa",
       "existingPublicSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
       "existingPrivateSubnetIds": ["subnet-0bbbbbbbbbbbbbbb1"]},

@@ -299,9 +299,17 @@ def test_facts_that_span_keys_or_the_account(overrides: dict[str, Any], expected
     assert expected in error("dev", overrides)
 
 
-@pytest.mark.parametrize("image", ["ghcr.io/acme/model:latest", "acme/model:latest"])
-def test_prod_refuses_latest_inside_a_full_image_uri(image: str) -> None:
+# One definition of a moving tag (infra/image_tags.py) for the settings and the policy pack's ecs-image-pinned.
+@pytest.mark.parametrize("image", ["ghcr.io/acme/model:latest", "acme/model:latest", "acme/model:LATEST", "stable",
+                                   "123456789012.dkr.ecr.us-east-1.amazonaws.com/model:main"])
+def test_prod_refuses_a_moving_tag_however_it_is_written(image: str) -> None:
     assert f"model-serving:image = {image!r}: must name a version tag or digest" in error("prod", {"image": image})
+
+
+@pytest.mark.parametrize("image", ["v1.0.0", "acme/model:2024.06.1", f"acme/model@sha256:{'a' * 64}",
+                                   "latest-model-v3"])
+def test_prod_takes_a_version_tag_or_digest(image: str) -> None:
+    assert parse("prod", {"image": image}).image == image
 
 
 @pytest.mark.parametrize("overrides", [
