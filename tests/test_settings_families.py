@@ -307,7 +307,7 @@ def test_prod_refuses_a_moving_tag_however_it_is_written(image: str) -> None:
 
 
 @pytest.mark.parametrize("image", ["v1.0.0", "acme/model:2024.06.1", f"acme/model@sha256:{'a' * 64}",
-                                   "latest-model-v3"])
+                                   "v3-latest"])
 def test_prod_takes_a_version_tag_or_digest(image: str) -> None:
     assert parse("prod", {"image": image}).image == image
 
