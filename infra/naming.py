@@ -54,8 +54,8 @@ WORD_CHARS = "letters, digits, hyphens and underscores"
 IAM_CHARS = "letters, digits and + = , . @ _ -"
 AWS_NAMES = (
     AwsName("ECR repository", "{prefix}-repo", AUTONAME_SUFFIX_LENGTH, 256,
-            re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$"),
-            "lowercase letters and digits, with single '.', '_' or '-' between them"),
+            re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$"),  # CreateRepository's pattern, without namespaces
+            "lowercase letters and digits, separated by '.', '_', '__' or hyphens"),
     AwsName("load balancer", "{prefix}-alb", AUTONAME_SUFFIX_LENGTH, 0,
             re.compile(r"^(?!internal-)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$"),
             "letters, digits and hyphens, not starting with 'internal-'"),

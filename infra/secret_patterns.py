@@ -37,8 +37,9 @@ MODEL_TOKEN_QUALIFIERS = frozenset({"PAD", "BOS", "EOS", "UNK", "SEP", "CLS", "M
 
 ACCESS_KEY_ID = re.compile(r"\b(AKIA|ASIA|A3T[A-Z0-9])[A-Z0-9]{16}\b")
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
-# scheme://user:password@host - a password in a URL (database, broker, proxy URLs).
-URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@[^\s/]+", re.IGNORECASE)
+# scheme://user:password@host - a password in a URL (database, broker, proxy URLs); the user may be empty
+# (redis://:password@host). A password that is a shell reference ($VAR, ${VAR}, $(...)) is filled in elsewhere.
+URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]*:(?!\$)[^/\s@]+@[^\s/]+", re.IGNORECASE)
 # NAME=value or NAME: value in scripts and command lines, with NAME judged by `is_secret_name`.
 ASSIGNMENT = re.compile(r"(?:--)?\b([A-Za-z][A-Za-z0-9_.-]*)\s*[=:]\s*(\S+)")
 # Values that are shell references, not secrets: $(...), ${VAR}, $VAR.

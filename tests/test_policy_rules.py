@@ -445,6 +445,14 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
     ("ecs-service-min-two-tasks", SCHEDULED, {**ECS_COUNT, "scalableTargetAction": {"minCapacity": 2.0}}, {}, False),
     ("ecs-service-min-two-tasks", SCHEDULED, {**ECS_COUNT, "scalableTargetAction": {"maxCapacity": 9.0}}, {}, False),
     ("ecs-service-deployment-percentages", SERVICE, {}, {}, False),  # unset: AWS's 100/200
+    # 150% still starts new tasks before stopping old ones (a slower deployment, not a stuck one) ...
+    ("ecs-service-deployment-percentages", SERVICE, {"desiredCount": 3.0, "deploymentMinimumHealthyPercent": 100.0,
+                                                     "deploymentMaximumPercent": 150.0}, {}, False),
+    # ... unless the maximum, rounded down as ECS does, leaves no room above the minimum (1 task: 1.5 -> 1).
+    ("ecs-service-deployment-percentages", SERVICE, {"desiredCount": 1.0, "deploymentMinimumHealthyPercent": 100.0,
+                                                     "deploymentMaximumPercent": 150.0}, {}, True),
+    ("ecs-service-deployment-percentages", SERVICE, {"deploymentMinimumHealthyPercent": 100.0,
+                                                     "deploymentMaximumPercent": 100.0}, {}, True),
     ("ecs-service-health-check-grace-period", SERVICE, {}, {}, False),  # no load balancer: nothing to cover
     ("target-group-deregistration-delay", TG, {"deregistrationDelay": 300.0}, {}, True),
     ("log-group-retention-one-year", "aws:cloudwatch/logGroup:LogGroup", {}, {}, False),  # never expires
@@ -468,6 +476,9 @@ EDGES: list[tuple[str, str, dict[str, Any], dict[str, Any], bool]] = [
     ("iam-no-wildcard-actions-or-admin", ROLE_POLICY, {"policy": statement(
         ["ecr:GetAuthorizationToken", "ec2:DescribeInstances", "cloudwatch:PutMetricData", "ecs:List*"], "*")}, {},
      False),  # actions AWS grants only on "*"
+    ("iam-no-wildcard-actions-or-admin", ROLE_POLICY, {"policy": statement(
+        ["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricWidgetImage", "kms:GenerateRandom"], "*")}, {},
+     False),  # also "*" only in the service authorization reference (dashboards, metric reads)
     ("iam-no-wildcard-actions-or-admin", ROLE_POLICY, {"policy": statement(
         "s3:GetObject", "arn:aws:s3:::models/*")}, {}, False),
     ("iam-no-wildcard-actions-or-admin", ROLE_POLICY, {"policy": json.dumps({"Statement": [
@@ -578,9 +589,12 @@ def test_every_policy_names_its_sources_and_kind() -> None:
 # --- secrets: one definition (infra/secret_patterns.py) for environment, command, entryPoint and user data -------
 
 GOOD_SETTINGS = [("TOKENIZERS_PARALLELISM", "false"), ("MAX_NEW_TOKENS", "256"), ("PAD_TOKEN_ID", "0"),
-                 ("HF_TOKEN_FILE", "/run/secrets/hf"), ("DATABASE_URL", "postgres://db.internal:5432/models")]
+                 ("HF_TOKEN_FILE", "/run/secrets/hf"), ("DATABASE_URL", "postgres://db.internal:5432/models"),
+                 # a reference the shell (or the app) fills in from a secret is not itself a secret
+                 ("DATABASE_URL", "postgres://app:${DB_PASSWORD}@db.internal:5432/models")]
 BAD_SETTINGS = [("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz"), ("DATABASE_URL", "postgres://u:p@h/db"),
-                ("UPLOAD_KEY", "AKIAIOSFODNN7EXAMPLE"), ("DB_PASSWORD", "hunter2")]
+                ("UPLOAD_KEY", "AKIAIOSFODNN7EXAMPLE"), ("DB_PASSWORD", "hunter2"),
+                ("CELERY_BROKER_URL", "redis://:s3cretpw@redis.internal:6379/0")]  # Redis URLs have no user
 IMDSV2_FETCH = ('TOKEN=$(curl -sX PUT "http://169.254.169.254/latest/api/token" '
                 '-H "X-aws-ec2-metadata-token-ttl-seconds: 21600")\n'
                 'curl -s -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/instance-id\n')

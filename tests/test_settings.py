@@ -110,6 +110,7 @@ def test_ingress_cidrs_must_be_ipv4_cidrs() -> None:
     ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY_ID=<redacted>", "looks like a secret"),
     ("DB_PASSWORD=hunter2", "DB_PASSWORD=<redacted>", "looks like a secret"),
     ("DATABASE_URL=postgres://u:p@h", "DATABASE_URL=<redacted>", "holds a password in a URL"),
+    ("BROKER_URL=redis://:s3cretpw@redis:6379/0", "BROKER_URL=<redacted>", "holds a password in a URL"),
     ("KEY_HINT=AKIAIOSFODNN7EXAMPLE", "KEY_HINT=<redacted>", "holds an AWS access key ID"),
 ])
 def test_secret_looking_environment_variables_are_refused_without_echoing_them(item: str, shown: str,
@@ -155,7 +156,8 @@ def test_existing_vpc_settings_must_be_complete(overrides: dict[str, Any], expec
     ({"minTaskCount": 1}, "model-serving:minTaskCount = 1: must be at least 2 with environmentClass prod"),
     ({"availabilityZoneCount": 1}, "model-serving:availabilityZoneCount = 1: must be from 2 to 6"),
     ({"instanceMinCount": 1}, "model-serving:instanceMinCount = 1: must be at least 2 with environmentClass prod"),
-    ({"image": "latest"}, "model-serving:image = 'latest': must be a version tag or digest with environmentClass prod"),
+    ({"image": "latest"}, "model-serving:image = 'latest': must name a version tag or digest with environmentClass "
+                          "prod"),
     ({"existingVpcId": "vpc-0aaaaaaaaaaaaaaaa",
       "existingPublicSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
       "existingPrivateSubnetIds": ["subnet-0bbbbbbbbbbbbbbb1"]},

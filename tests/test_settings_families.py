@@ -4,6 +4,7 @@ provider settings and the derived values reach the resources."""
 
 import functools
 import json
+import zoneinfo
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from infra.instance_types import instance_types
 from infra.naming import AWS_NAMES, bounded_name, name_problems
 from infra.regions import DATA_FILE, regions
 from infra.settings import Settings, SettingsError, parse_settings
+from infra.settings import model as settings_model
 from infra.settings.args import component_args, server_environment
 from infra.settings.model import is_timezone
 from tests.harness import PROJECT, StackRun, run_stack, run_stack_expecting_error, stack_config
@@ -51,7 +53,6 @@ def error(stack: str = "dev", overrides: dict[str, Any] | None = None, name: str
     ("v1.2", {}, "ECS cluster and service (letters, digits, hyphens and underscores)"),
     ("v1.2", {}, "ECS capacity providers (letters, digits, hyphens and underscores)"),
     ("v1.2", {}, "ECS task definition family (letters, digits, hyphens and underscores)"),
-    ("a--b", {}, "ECR repository (lowercase letters and digits, with single '.', '_' or '-' between them)"),
     ("s" * 37, {"albAccessLogs": True}, "S3 access-log bucket (at most 63 characters with Pulumi's suffix, so a "
                                         "<project>-<stack> of at most 50)"),
     ("s" * 100, {}, "launch templates (at most 128 characters with Pulumi's suffix, so a <project>-<stack> of at "
@@ -63,7 +64,8 @@ def test_stack_names_that_break_aws_names_are_refused(name: str, overrides: dict
     assert broken in message
 
 
-@pytest.mark.parametrize("name", ["dev", "prod", "staging", "performance-staging-eu", "s" * 36])
+# "a--b": ECR's CreateRepository pattern allows runs of hyphens ([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*).
+@pytest.mark.parametrize("name", ["dev", "prod", "staging", "performance-staging-eu", "s" * 36, "team--a"])
 def test_todays_stack_names_keep_their_names(name: str) -> None:
     assert name_problems(f"model-serving-{name}", frozenset({"albAccessLogs"})) == []
     assert parse("prod", name=name).name_prefix == f"model-serving-{name}"
@@ -109,6 +111,11 @@ def test_the_name_table_matches_the_names_the_program_registers(prod: StackRun) 
      "has no field sesionName; its fields are duration, externalId, policy, policyArns, roleArn, sessionName"),
     ({"aws:assumeRoles": "arn:aws:iam::123456789012:role/deploy"}, "must be a list of objects"),
     ({"aws:allowedAccountIds": "123456789012"}, "aws:allowedAccountIds = '123456789012': must be a list of strings"),
+    # Unquoted in YAML, 012345678901 reads as the number 12345678901: the guard would name another account.
+    ({"aws:allowedAccountIds": [12345678901]}, "aws:allowedAccountIds = '[12345678901]': must list 12-digit AWS "
+                                               "account IDs; quote them in the stack file"),
+    ({"aws:forbiddenAccountIds": ["1234"]}, "aws:forbiddenAccountIds = '[\"1234\"]': must list 12-digit "
+                                            "AWS account IDs"),
     ({"aws:maxRetries": "lots"}, "aws:maxRetries = 'lots': must be a whole number"),
     ({"aws:skipCredentialsValidation": "yes"}, "must be true or false"),
     ({"model-servng:image": "v1"}, "model-servng:image = 'v1': is not read by this program: its settings are "
@@ -126,6 +133,12 @@ def test_the_name_table_matches_the_names_the_program_registers(prod: StackRun) 
 ])
 def test_provider_settings_are_checked_not_dropped(overrides: dict[str, Any], expected: str) -> None:
     assert expected in error("dev", overrides)
+
+
+def test_account_ids_written_as_numbers_reach_the_provider_as_text() -> None:
+    """`pulumi config set --path 'aws:allowedAccountIds[0]' 123456789012` stores a number; the provider wants text."""
+    assert parse("dev", {"aws:allowedAccountIds": [123456789012]}).provider["allowed_account_ids"] == [
+        "123456789012"]
 
 
 def test_credentials_must_be_stored_encrypted_and_are_never_echoed() -> None:
@@ -286,9 +299,17 @@ def test_facts_that_span_keys_or_the_account(overrides: dict[str, Any], expected
     assert expected in error("dev", overrides)
 
 
-@pytest.mark.parametrize("image", ["ghcr.io/acme/model:latest", "acme/model:latest"])
-def test_prod_refuses_latest_inside_a_full_image_uri(image: str) -> None:
+# One definition of a moving tag (infra/image_tags.py) for the settings and the policy pack's ecs-image-pinned.
+@pytest.mark.parametrize("image", ["ghcr.io/acme/model:latest", "acme/model:latest", "acme/model:LATEST", "stable",
+                                   "123456789012.dkr.ecr.us-east-1.amazonaws.com/model:main"])
+def test_prod_refuses_a_moving_tag_however_it_is_written(image: str) -> None:
     assert f"model-serving:image = {image!r}: must name a version tag or digest" in error("prod", {"image": image})
+
+
+@pytest.mark.parametrize("image", ["v1.0.0", "acme/model:2024.06.1", f"acme/model@sha256:{'a' * 64}",
+                                   "v3-latest"])
+def test_prod_takes_a_version_tag_or_digest(image: str) -> None:
+    assert parse("prod", {"image": image}).image == image
 
 
 @pytest.mark.parametrize("overrides", [
@@ -407,3 +428,14 @@ def test_graviton_builds_the_image_for_arm64_and_the_task_gets_the_derived_timeo
 
 def test_x86_stacks_still_build_for_amd64(dev: StackRun) -> None:
     assert dev.one("docker-build:index:Image")["platforms"] == ["linux/amd64"]
+
+
+def test_time_zones_do_not_depend_on_the_machines_tz_database() -> None:
+    """Windows and slim images have no /usr/share/zoneinfo: the names come from the pinned tzdata package."""
+    zoneinfo.reset_tzpath(to=[])
+    settings_model._timezones.cache_clear()
+    try:
+        assert is_timezone("Europe/Berlin") and is_timezone("UTC") and not is_timezone("Europe/Atlantis")
+    finally:
+        zoneinfo.reset_tzpath()
+        settings_model._timezones.cache_clear()

@@ -30,6 +30,8 @@ RENAMED = {
     "skipGetEc2Platforms": "nothing: pulumi-aws 7 no longer has it",
 }
 CREDENTIALS = ("accessKey", "secretKey", "token")  # stay secret all the way to the provider
+ACCOUNT_LISTS = ("allowedAccountIds", "forbiddenAccountIds")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
 # AWS tags: keys 1-128 characters, values up to 256, `aws:` reserved; at most 50 per resource.
 TAG_CHARS = re.compile(r"^[\w .:/=+\-@]*$")
 MAX_TAGS = 50
@@ -113,8 +115,13 @@ def _scalar(kind: str, value: Any, fail: Callable[[str], None]) -> Any:
             fail("must be a whole number")
             return None
         return int(value)
-    if kind == "strings" and not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
-        fail("must be a list of strings")
+    if kind == "strings":
+        # `pulumi config set --path 'key[0]' 123` stores a number: text to the provider, as its schema wants.
+        if not (isinstance(value, list) and all(isinstance(item, str | int) and not isinstance(item, bool)
+                                                for item in value)):
+            fail("must be a list of strings")
+            return value
+        return [str(item) for item in value]
     return value
 
 
@@ -139,6 +146,10 @@ def parse_provider(errors: Errors, aws_config: Mapping[str, Any], secret_keys: C
         else:
             name, kind, annotation = keys[key]
             parsed[name] = _value(kind, annotation, raw, fail)
+            if key in ACCOUNT_LISTS and isinstance(parsed[name], list) \
+                    and not all(ACCOUNT_ID.match(item) for item in parsed[name]):
+                fail("must list 12-digit AWS account IDs; quote them in the stack file (YAML reads 012345678901 as "
+                     "a number and drops the leading zero)")
     return parsed
 
 

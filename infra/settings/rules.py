@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from infra.image_tags import MOVING_TAGS, is_moving
 from infra.instance_types import instance_types, schedulable
 from infra.metrics import STACK_ENVIRONMENT
 from infra.naming import name_problems
@@ -198,9 +199,10 @@ def _check_prod(r: Errors, s: Settings) -> None:
     if s.spot and s.on_demand_base_tasks < 2:
         r.fail("onDemandBaseTasks", s.on_demand_base_tasks,
                f"must be at least 2 with Spot and {why}, so a wave of Spot interruptions cannot stop the service")
-    if s.image_ref.reference == "latest":
-        r.fail("image", "latest", f"must be a version tag or digest with {why}: its tags are immutable, "
-               "so 'latest' could be pushed only once")
+    if is_moving(s.image_ref.in_repository("repository")):
+        r.fail("image", s.image, f"must name a version tag or digest with {why}: a moving tag such as latest or "
+               f"stable ({', '.join(sorted(MOVING_TAGS))}, in any case) would leave the stack unable to say which "
+               "image runs, and the prod repository's tags are immutable")
 
 
 # --- what AWS refuses at deploy time (issue 10, part 1) ----------------------------------------------------
@@ -348,10 +350,6 @@ def _accelerator(instance_type: str) -> str | None:
 
 
 def _check_image_and_instances(r: Errors, s: Settings) -> None:
-    uri = s.image_ref.uri
-    if s.is_prod and uri and "@" not in uri and uri.rsplit(":", 1)[-1] == "latest":
-        r.fail("image", uri, "must name a version tag or digest with environmentClass prod: 'latest' moves, so "
-               "the stack could not say which image runs")
     for key, names in (("instanceType", (s.instance_type,)), ("spotInstanceTypes", s.spot_instance_types)):
         for name in names:
             what = _accelerator(name)

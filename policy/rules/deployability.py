@@ -49,6 +49,7 @@ from .security import (
     decoded_user_data,
     ecs_config,
 )
+from .shared.image_tags import is_moving
 from .shared.instance_types import instance_types, schedulable
 from .storage import BUCKET_POLICY, BUCKETS, ENCRYPTION, principals, statements
 
@@ -270,9 +271,6 @@ EXECUTION_ROLE_POLICY = "AmazonECSTaskExecutionRolePolicy"
 # What the execution role does for an ECR image logging to CloudWatch, if not through the managed policy.
 EXECUTION_ACTIONS = ("ecr:GetAuthorizationToken", "ecr:BatchGetImage", "logs:PutLogEvents")
 ELB_LOG_DELIVERY = "logdelivery.elasticloadbalancing.amazonaws.com"
-# Tags that name a moving target rather than one build; an image without a tag is `latest`.
-MOVING_TAGS = frozenset({"latest", "stable", "main", "master", "dev", "develop", "edge", "nightly", "current",
-                         "prod", "production", "release", "canary", "head", "snapshot"})
 
 
 def _templates_behind_providers(stack: StackView) -> dict[str, PolicyResource]:
@@ -463,19 +461,10 @@ def _log_group_in_stack(stack: StackView) -> Iterator[tuple[str, str]]:
                        "log without retention or encryption", task_definition.urn)
 
 
-def image_tag(image: str) -> str | None:
-    """The tag of an image reference ("latest" when none is written), None when pinned by digest."""
-    if "@" in image:
-        return None
-    last = image.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else "latest"
-
-
 def _image_pinned(args: ResourceValidationArgs) -> Iterator[str]:
     for container in container_definitions(args.props):
         image = str(container.get("image") or "")
-        tag = image_tag(image)
-        if image and tag is not None and tag.lower() in MOVING_TAGS:
+        if image and is_moving(image):
             yield (f"container '{container.get('name')}' runs {image}, a moving tag: every new instance may pull "
                    "a different build; deploy a version tag or a digest")
 

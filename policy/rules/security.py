@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -80,6 +81,7 @@ TRUSTED_SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com", "ecs.amazona
 # `Resource: "*"` is the only way to grant them; every other action must name its resources (CKV_AWS_355).
 UNRESTRICTABLE_ACTIONS = frozenset(a.lower() for a in (
     "ecr:GetAuthorizationToken", "sts:GetCallerIdentity", "cloudwatch:PutMetricData", "cloudwatch:GetMetricData",
+    "cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricWidgetImage", "kms:GenerateRandom",
     "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
     "ecs:DiscoverPollEndpoint", "ecs:CreateCluster", "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition",
     "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
@@ -343,8 +345,15 @@ def _deployment_percentages(args: ResourceValidationArgs) -> Iterator[str]:
     maximum = number(args.props.get("deploymentMaximumPercent"))
     if minimum is not None and minimum < 100:
         yield f"deploymentMinimumHealthyPercent is {minimum:g}: use 100 so a deployment never lowers capacity"
-    if maximum is not None and maximum < 200:
-        yield f"deploymentMaximumPercent is {maximum:g}: use 200 so a deployment can start a full new set"
+    # ECS rounds the maximum down and the minimum up: a deployment must be able to run one task more than it keeps.
+    # A maximum below 200 only makes deployments slower (fewer new tasks at once); none above the minimum stalls them.
+    maximum, minimum = (200 if maximum is None else maximum), (100 if minimum is None else minimum)
+    tasks = number(args.props.get("desiredCount")) or 0
+    if maximum <= minimum or (tasks and math.floor(tasks * maximum / 100) <= math.ceil(tasks * minimum / 100)):
+        shown = f" of {tasks:g} tasks" if tasks else ""
+        yield (f"deploymentMaximumPercent {maximum:g}{shown} leaves no room above deploymentMinimumHealthyPercent "
+               f"{minimum:g}: a deployment can neither start a new task nor stop an old one; raise it (200 is "
+               "AWS's default)")
 
 
 def _grace_period_set(args: ResourceValidationArgs) -> Iterator[str]:
@@ -794,9 +803,10 @@ POLICIES: list[Policy] = [
             "ECS services use the deployment circuit breaker with rollback. Sources: BP.",
             [SERVICE], _circuit_breaker, "Set deployment_circuit_breaker enable=True, rollback=True."),
     _medium("ecs-service-deployment-percentages",
-            "ECS deployments keep 100% healthy and may run 200%. Sources: BP.",
+            "ECS deployments keep 100% healthy and have room above it to start new tasks. Sources: BP.",
             [SERVICE], _deployment_percentages,
-            "Set deploymentMinimumHealthyPercent=100 and deploymentMaximumPercent=200 (config)."),
+            "Set deploymentMinimumHealthyPercent=100 and deploymentMaximumPercent above it, 200 by default "
+            "(config)."),
     _medium("ecs-service-health-check-grace-period",
             "ECS services behind a load balancer set a health-check grace period. Sources: BP.",
             [SERVICE], _grace_period_set, "Set healthCheckGracePeriodSeconds (config) to cover the model's load time."),

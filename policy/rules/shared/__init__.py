@@ -9,4 +9,5 @@ COPIES = (
     ("infra/secret_patterns.py", "secret_patterns.py"),
     ("infra/instance_types.py", "instance_types.py"),
     ("infra/instance_types.json", "instance_types.json"),
+    ("infra/image_tags.py", "image_tags.py"),
 )
