@@ -423,6 +423,8 @@ def _check_release_tag(r: Errors, s: Settings) -> None:
     # prod's lifecycle policy protects release tags only; any other tag of its repository falls under "keep the
     # last ecrKeepTaggedImages", which knows nothing of what the service runs.
     tag = s.image_ref.reference
+    if is_moving(s.image_ref.in_repository("repository")):
+        return  # refused as a moving tag already: one message per mistake
     if s.is_prod and tag and not tag.startswith("sha256:") and not fnmatch.fnmatchcase(tag, s.ecr_release_tag_pattern):
         r.fail("image", tag, f"must match ecrReleaseTagPattern ({s.ecr_release_tag_pattern}) with environmentClass "
                "prod: the lifecycle policy keeps release tags for rollbacks and may expire any other tag")
