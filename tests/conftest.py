@@ -68,6 +68,20 @@ gc.disable()
 
 
 REAL_SERVER_TESTS = "tests/test_app_server.py"
+# Whole modules of the integration tier (marked `integration` inside): not even imported by the default run, so
+# moto, the real server's boot and their subprocesses cost the quick suite nothing. `.ci/run` runs them with
+# `pytest -m integration`.
+INTEGRATION_MODULES = frozenset({"test_app_server.py", "test_verify_deployment.py", "test_promote_image.py",
+                                 "test_documented_tools.py"})
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name in INTEGRATION_MODULES and "integration" not in (config.option.markexpr or "").replace(
+            "not integration", ""):
+        return True
+    return None
+
+
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -28,6 +28,8 @@ from model_server.train import train
 from tests.harness import PROJECT_DIR
 from tests.local_http import serving
 
+pytestmark = pytest.mark.integration  # tests/conftest.py: run by .ci/run, not by the quick suite
+
 APP_DIR = PROJECT_DIR / "app"
 START_SECONDS = 30
 STOP_SECONDS = 15

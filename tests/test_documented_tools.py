@@ -12,7 +12,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.harness import PROJECT_DIR
+
+pytestmark = pytest.mark.integration  # tests/conftest.py: run by .ci/run, not by the quick suite
 
 # Any way of starting a tools/ module: `python tools/x.py`, `venv/bin/python -m tools.x`, ...
 TOOL_COMMAND = re.compile(r"(?P<python>[\w./-]*python3?)\s+(?:-m\s+tools\.(?P<module>\w+)|tools/(?P<script>\w+)\.py)")

@@ -18,6 +18,8 @@ from tests.local_http import serving
 from tools import promote_image
 from tools.promote_image import OCI_INDEX, OCI_MANIFEST, PromotionError, Repository, promote
 
+pytestmark = pytest.mark.integration  # tests/conftest.py: run by .ci/run, not by the quick suite
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 DEV, PROD = "model-serving-dev-repo", "model-serving-prod-repo"

@@ -285,6 +285,7 @@ def readme_commands() -> list[str]:
             if re.match(r"(python3|venv/|policy/venv/)", c)]
 
 
+@pytest.mark.integration  # subprocesses: run by .ci/run (pytest -m integration)
 def test_every_cloud_free_readme_command_runs_as_written() -> None:
     commands = readme_commands()
     assert "venv/bin/python -m pytest" in commands and "venv/bin/python tools/readme_tables.py" in commands

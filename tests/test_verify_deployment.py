@@ -28,6 +28,8 @@ from tests.test_readme import readme_table
 from tools import verify_deployment as vd
 from tools.verify_deployment import Clients, Http, Outputs
 
+pytestmark = pytest.mark.integration  # tests/conftest.py: run by .ci/run, not by the quick suite
+
 REGION = "us-east-1"
 AMI, NEW_AMI = "ami-0aaaaaaaaaaaaaaa1", "ami-0bbbbbbbbbbbbbbb2"
 ALARMS = ("model-serving-dev-target-5xx-rate", "model-serving-dev-latency-p99")

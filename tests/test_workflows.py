@@ -244,6 +244,7 @@ def schema_check(*paths: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True, text=True, check=False)
 
 
+@pytest.mark.integration  # subprocesses: run by .ci/run (pytest -m integration)
 def test_every_workflow_is_valid_and_a_broken_one_is_rejected(tmp_path: Path) -> None:
     """One run of the checker over the real workflows and a broken copy: only the copy may be reported."""
     broken = tmp_path / "broken-deploy.yml"
@@ -296,6 +297,7 @@ MUTATIONS = {  # workflow -> (text, replacement, linter, what it reports)
 }
 
 
+@pytest.mark.integration  # subprocesses: run by .ci/run (pytest -m integration)
 def test_the_linters_catch_what_the_schema_check_cannot(tmp_path: Path) -> None:
     """Each workflow copied with one mistake: the schema passes them all, the linters name each one."""
     workflows = tmp_path / ".github" / "workflows"
