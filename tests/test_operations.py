@@ -75,6 +75,10 @@ OPERATIONS = [
               refused="model-serving:imageBuild = true: must be false with environmentClass prod"),
     Operation("alarm mail for prod", "prod", ("pulumi config set --path 'alarmEmails[0]' ops@example.com -s prod",),
               effect=lambda s, a: s.alarm_emails == ("ops@example.com",) and a.observability.notify),
+    Operation("prod upgraded to canary, first step", "prod",
+              ("pulumi config set previousDeploymentStrategy ROLLING -s prod",),
+              effect=lambda s, a: a.service.deployment is not None and a.service.deployment.strategy == "ROLLING"
+              and a.release is not None),
     # Schedules.
     Operation("dev always on", "dev", ("pulumi config set scaleToZeroCron \"\" -s dev",
                                        "pulumi config set scaleUpCron \"\" -s dev"),
