@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests, latency, predictions, model readiness.
+"""Prometheus metrics: requests, latency, requests in flight, predictions, model readiness.
 
 Under gunicorn every worker is a separate process, so prometheus_client runs in multiprocess mode: each worker
 writes its samples to files in `PROMETHEUS_MULTIPROC_DIR` (gunicorn_conf.py puts it on the scratch volume,
@@ -9,9 +9,7 @@ under the temp directory) and `/metrics` aggregates them, whichever worker answe
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.mmap_dict import MmapedDict
 
 # Labelled by route, never by raw path: a scanner probing random URLs must not create unbounded series.
 ROUTES = frozenset({"/health", "/predict", "/metrics"})
@@ -37,39 +36,40 @@ PREDICTIONS = Counter("model_predictions_total", "Instances the model predicted 
 MODEL_LOADED = Gauge("model_loaded", "1 once this process has loaded the model, else 0 (minimum over workers).",
                      multiprocess_mode="livemin")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+IN_FLIGHT = Gauge("http_requests_in_flight", "Requests being handled now (sum over the workers).",
+                  multiprocess_mode="livesum")
+# Status recorded for a request whose client closed the connection before any answer was sent (nginx's code):
+# nothing was answered, so it is neither a success nor a server error.
+CLIENT_CLOSED = 499
 
 
-class MetricsMiddleware:
-    """Pure ASGI middleware: counts every HTTP response and times it, errors included."""
+def route_of(path: str) -> str:
+    return path if path in ROUTES else OTHER_ROUTE
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500  # an exception before the response started is answered with a 500
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    LATENCY.labels(method, route).observe(seconds)
+    REQUESTS.labels(method, route, str(status)).inc()
 
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
 
+def protocol_rejection(status: int) -> None:
+    """A request refused before it reached the app (oversized or slow head, invalid HTTP): counted by status."""
+    REQUESTS.labels("unknown", OTHER_ROUTE, str(status)).inc()
+
+
+def task_in_flight() -> float:
+    """Requests in flight in the whole task: the sum of every live worker's gauge."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return float(IN_FLIGHT._value.get())
+    total = 0.0
+    for path in Path(directory).glob("gauge_livesum_*.db"):
         try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = scope["path"] if scope["path"] in ROUTES else OTHER_ROUTE
-            method = scope["method"]
-            LATENCY.labels(method, route).observe(time.perf_counter() - start)
-            REQUESTS.labels(method, route, str(status)).inc()
+            values = MmapedDict.read_all_values_from_file(str(path))
+        except (OSError, ValueError):
+            continue  # a worker's file that is being created or removed
+        total += sum(value for key, value, _, _ in values if key.startswith('["http_requests_in_flight"'))
+    return total
 
 
 def render() -> tuple[bytes, str]:
