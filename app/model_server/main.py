@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -80,6 +81,7 @@ class PredictRequest(BaseModel):
                                                 description="One row of numbers per instance to classify.")
 
 
+@functools.cache
 def largest_valid_body(feature_count: int) -> int:
     """Bytes of the largest valid request, in json.dumps's layout with the widest numbers, doubled for any
     other layout (indentation, spaces): the default body limit, 212 KiB for the reference model's 4 features."""
