@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from model_server.batching import BatchSettings
 from model_server.main import MAX_INSTANCES, Readiness, create_app
 from model_server.model import METADATA_FILE, MODEL_FILE, LoadedModel, ModelLoadError, load_model
 from model_server.train import train
@@ -30,7 +31,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(model_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(lambda: load_model(model_dir), max_body_bytes=64 * 1024)) as test_client:
+    with TestClient(create_app(lambda: load_model(model_dir), max_body_bytes=64 * 1024,
+                               batch=BatchSettings(max_size=1))) as test_client:
         wait_until_healthy(test_client)
         yield test_client
 

@@ -63,6 +63,8 @@ ERRORS: dict[int, tuple[str, bool]] = {
     503: ("the model is not loaded yet", False),
 }
 
+UNSCORABLE = "the model cannot score these instances"
+
 log = logging.getLogger("model_server")
 
 Scope = MutableMapping[str, Any]
@@ -353,9 +355,11 @@ class ModelServer:
                 else:
                     probabilities = check_finite(await runner.probabilities(rows))
             except Unscorable as error:
-                raise ClientError(422, "the model cannot score these instances: its output is not a finite number",
-                                  [{"loc": ["instances", i], "msg": "the model's output is not finite",
-                                    "type": "unscorable"} for i in error.rows]) from None
+                raise ClientError(422, UNSCORABLE, [{"loc": ["instances", i], "msg": "the model's output is not finite",
+                                                     "type": "unscorable"} for i in error.rows]) from None
+            except ValueError as error:  # the model refused finite, well-formed rows (scikit-learn's own checks)
+                raise ClientError(422, UNSCORABLE, [{"loc": ["instances"], "msg": str(error)[:200],
+                                                     "type": "unscorable"}]) from None
             self.emf.latency_ms((time.perf_counter() - started) * 1000)
         finally:
             if batcher is not None and not submitted:
