@@ -92,7 +92,7 @@ def test_a_line_is_written_per_interval_only_with_values_and_early_when_a_metric
     emf.tick()
     assert len(lines) == 1  # nothing collected: nothing written
     for i in range(MAX_VALUES * 2 + 5):
-        emf.latency_ms(1 + i / 10)
+        emf.batch_size(i + 1)
     assert len(lines) == 3  # written as soon as a metric holds the 100 distinct values EMF allows
     for document in documents(lines):
         assert_valid_emf(document)
