@@ -1,6 +1,6 @@
 """Measure the reference server against a bare ASGI baseline, side by side in one run, with wrk on 127.0.0.1.
 
-    venv/bin/python app/benchmark.py [--workers 1] [--concurrency 1,8,64] [--duration 15] [--rows 1]
+    venv/bin/python app/benchmark.py [--workers 1] [--concurrency 1,8,64] [--duration 15] [--repeat 1] [--rows 1]
     venv/bin/python app/benchmark.py --hostile        # what refusing hostile bodies costs the server
 
 Trains the model into a temporary directory and starts, each as the image does (gunicorn, the config file,
@@ -10,8 +10,8 @@ one process per --workers, OMP_NUM_THREADS=1) on 127.0.0.1:
 - `batching off` and `batching on`: the server with BATCH_MAX_SIZE 1, and with the defaults (or
   --batch-max-size / --batch-max-wait-ms).
 It waits for /health, warms each up, then for each concurrency runs wrk against each variant in turn for
---duration seconds (so drift on the machine hits all alike) and prints requests/s, instances/s and p50/p99
-latency per variant, and each server's ratio to `bare` in the same run, as a Markdown table (also JSON with
+--duration seconds (so drift on the machine hits all alike), --repeat rounds, and prints the median
+requests/s, instances/s and p50/p99 latency per variant, and each server's ratio to `bare` in the same run, as a Markdown table (also JSON with
 --json). The servers are pinned to --server-cpus and wrk to --client-cpus, so on a 2-core machine one worker
 has one core: the numbers per worker are numbers per vCPU. --cpu-quota 0.5 also caps the servers at half a
 CPU with a cgroup CPU quota (root), as ECS does for a task of 512 CPU units.
@@ -33,6 +33,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -224,12 +225,18 @@ def compare(args: argparse.Namespace, model_dir: Path, scratch: str) -> dict[str
         }
         for url, _ in urls.values():
             run_wrk(url, script, 4, args.warmup, args.client_cpus)
-        for concurrency in args.concurrency:
-            for variant, (url, _) in urls.items():
-                measured: dict[str, Any] = run_wrk(url, script, concurrency, args.duration, args.client_cpus)
-                measured.update(variant=variant, concurrency=concurrency,
-                                instances_per_second=measured["requests_per_second"] * args.rows)
-                results.append(measured)
+        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for _ in range(args.repeat):  # rounds, each variant in turn: drift on the machine hits all alike
+            for concurrency in args.concurrency:
+                for variant, (url, _) in urls.items():
+                    runs.setdefault((variant, concurrency), []).append(
+                        run_wrk(url, script, concurrency, args.duration, args.client_cpus))
+    for (variant, concurrency), measured in runs.items():
+        median = {key: statistics.median(m[key] for m in measured) for key in measured[0]}
+        median.update(non_2xx=sum(m["non_2xx"] for m in measured),
+                      socket_errors=sum(m["socket_errors"] for m in measured))
+        results.append({**median, "variant": variant, "concurrency": concurrency, "rounds": len(measured),
+                        "instances_per_second": median["requests_per_second"] * args.rows})
     by_key = {(r["variant"], r["concurrency"]): r for r in results}
     for r in results:
         bare = by_key[(BARE, r["concurrency"])]
@@ -335,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", default="1,8,64", help="comma-separated open connections")
     parser.add_argument("--duration", type=int, default=15, help="seconds per concurrency and variant (1-120)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; the table shows each variant's median")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1, help="instances per request")
     parser.add_argument("--batch-max-size", type=int, help="BATCH_MAX_SIZE of `batching on` (default: the server's)")

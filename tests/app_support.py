@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
+import shlex
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -81,3 +84,43 @@ JSON = {"Content-Type": "application/json"}
 async def predict(app: ModelServer, payload: object) -> tuple[int | None, Any]:
     status, _, body = await call(app, "POST", "/predict", headers=JSON, body=json.dumps(payload).encode())
     return status, body
+
+
+# --- the commands app/README.md documents ------------------------------------------------------------------------
+
+APP_README = Path(__file__).resolve().parent.parent / "app" / "README.md"
+README_MODEL_DIR = "/tmp/model"  # where the README's "without Docker" commands train and load the model
+
+
+def readme_commands() -> list[str]:
+    """Every command line in app/README.md's bash blocks (continuations joined, comments dropped)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", APP_README.read_text(), re.DOTALL):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = re.split(r"\s+#\s", line, maxsplit=1)[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def program(command: str) -> str:
+    """The program a shell command line runs, after any VAR=value assignments."""
+    return next(word for word in shlex.split(command) if not re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", word))
+
+
+def readme_server_commands() -> tuple[str, str]:
+    """The README's "without Docker" pair: train the model, then serve it."""
+    (train_command,) = [c for c in readme_commands() if "-m model_server.train" in c]
+    (serve_command,) = [c for c in readme_commands() if program(c) == "venv/bin/gunicorn"]
+    return train_command, serve_command
+
+
+def fresh_clone(directory: Path) -> Path:
+    """A directory laid out as a fresh clone is after the top-level README's install command: the repository's
+    files, and `venv/` (the environment running these tests, which that command creates in CI)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    root = APP_README.parent.parent
+    for name in ("app", "tools", "infra", "Pulumi.yaml"):
+        (directory / name).symlink_to(root / name)
+    (directory / "venv").symlink_to(sys.prefix)
+    return directory

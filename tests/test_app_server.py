@@ -7,6 +7,7 @@ with the scratch volume): anything it wrote elsewhere would fail the test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,13 +25,13 @@ from pathlib import Path
 import pytest
 
 from infra.settings import project_schema
-from model_server.train import train
-from tests.harness import PROJECT_DIR
+from tests.app_support import README_MODEL_DIR, fresh_clone, readme_server_commands
 from tests.local_http import serving
 
-APP_DIR = PROJECT_DIR / "app"
 START_SECONDS = 30
 STOP_SECONDS = 15
+DRAIN_SECONDS = 1.0
+HEADER_TIMEOUT_SECONDS = 0.5
 ISOLATE = """
 set -e
 mount --make-rprivate /
@@ -86,25 +87,40 @@ class Server:
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def master(self) -> int:
+        """gunicorn's master: the README's command runs under a shell (and unshare), which may not exec it."""
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop(0)
+            with contextlib.suppress(OSError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if Path(args[0].decode()).name.startswith("python") and any(a.endswith(b"gunicorn") for a in args):
+                    return pid
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending += [int(child) for child in (task / "children").read_text().split()]
+        raise AssertionError(f"no gunicorn process under {self.process.pid}")
+
 
 def launch(workdir: Path) -> Server:
-    """Train a model and start the server in the background; `wait_until_healthy` waits for it."""
+    """Start the server in the background exactly as app/README.md's "without Docker" commands do (train, then
+    gunicorn), from a directory laid out like a fresh clone; `wait_until_healthy` waits for it."""
     model_dir, scratch, log = workdir / "model", workdir / "scratch", workdir / "server.log"
-    train(model_dir)
     scratch.mkdir()
+    clone = fresh_clone(workdir / "clone")
+    train_command, serve_command = (c.replace(README_MODEL_DIR, str(model_dir)) for c in readme_server_commands())
     port, isolated = free_port(), _can_isolate()
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": "10",
-           "MODEL_DIR": str(model_dir), "TMPDIR": str(scratch), "HOME": str(workdir / "home"),
-           "PYTHONPATH": str(APP_DIR), "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [sys.executable, "-m", "gunicorn", "--config", str(APP_DIR / "gunicorn_conf.py"),
-               "model_server.main:create_app()"]
-    if isolated:
-        command = ["unshare", "-m", "--", "sh", "-c", ISOLATE, "sh", *command]
+           "DRAIN_SECONDS": str(DRAIN_SECONDS), "HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_SECONDS),
+           "METRICS_INTERVAL_SECONDS": "1", "MODEL_DIR": str(model_dir), "TMPDIR": str(scratch),
+           "HOME": str(workdir / "home"), "PYTHONDONTWRITEBYTECODE": "1",
+           "TRAIN": train_command, "SERVE": serve_command, "ISOLATE": ISOLATE}
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PYTHONPATH"):  # the README's commands set what they need
+        env.pop(name, None)
+    serve = 'exec unshare -m -- sh -c "$ISOLATE" sh sh -c "$SERVE"' if isolated else 'exec sh -c "$SERVE"'
     with log.open("wb") as output:
         # Its own process group, so teardown can stop the workers too even if the master is gone.
-        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(["sh", "-c", f'set -e\neval "$TRAIN"\n{serve}'], env=env, cwd=clone,
+                                   stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     return Server(process, port, scratch, isolated, log)
 
 
@@ -190,6 +206,74 @@ def test_the_default_container_health_check_passes_only_when_healthy(server: Ser
             assert failed.returncode != 0
 
 
+def exchange(port: int, *parts: bytes, pause: float = 0.0) -> bytes:
+    """Send `parts` on a new connection (pausing between them) and read until the server closes it or stops."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        for part in parts:
+            connection.sendall(part)
+            time.sleep(pause)
+        response = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            connection.settimeout(2)
+            while chunk := connection.recv(65536):
+                response += chunk
+                if b"\r\n\r\n" in response and b'"}' in response:  # one small JSON answer is all we expect
+                    break
+    return response
+
+
+def requests_by_status(server: Server) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for line in get(server.url + "/metrics")[1].splitlines():
+        if line.startswith("http_requests_total{"):
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] = counts.get(status, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+
+def test_hostile_connections_get_their_documented_answer_are_counted_as_such_and_leave_health_at_200(
+        server: Server) -> None:
+    before = requests_by_status(server)
+    oversized_head = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 17000 + b"\r\n\r\n")
+    assert oversized_head.startswith(b"HTTP/1.1 431 "), oversized_head
+    slow_head = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+    assert slow_head.startswith(b"HTTP/1.1 408 "), slow_head
+    unsupported = exchange(server.port, HEAD + b"Transfer-Encoding: gzip\r\n\r\n" + b"\x1f\x8b" * 20)
+    assert unsupported.startswith(b"HTTP/1.1 400 "), unsupported
+    gzip_chunked = exchange(server.port, HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n")
+    assert gzip_chunked.startswith(b"HTTP/1.1 400 ") and b"not valid JSON" in gzip_chunked, gzip_chunked
+    # A client that gives up halfway through its body: nothing to answer.
+    assert exchange(server.port, HEAD + b"Content-Length: 100\r\n\r\n" + b'{"instances": [[5.1', pause=0.1) == b""
+    overflow = json.dumps({"instances": [[1, 1, 1, 1e308]]}).encode()
+    assert b" 422 " in exchange(server.port, HEAD + b"Content-Length: %d\r\n\r\n" % len(overflow) + overflow)
+
+    deadline = time.monotonic() + 5
+    while True:  # the disconnect is noticed when the server next reads from that connection
+        after = requests_by_status(server)
+        delta = {status: after.get(status, 0) - before.get(status, 0) for status in after}
+        if delta.get("499") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert {s: n for s, n in delta.items() if n and s != "200"} == {"431": 1, "408": 1, "400": 2, "499": 1, "422": 1}
+    assert get(server.url + "/health")[0] == 200
+    logs = server.logs()
+    assert "Traceback" not in logs and "Exception in ASGI application" not in logs, logs
+
+
+def test_each_worker_writes_its_metrics_to_stdout_as_emf(server: Server) -> None:
+    deadline = time.monotonic() + 5
+    while not (lines := [json.loads(line) for line in server.logs().splitlines() if line.startswith('{"_aws"')]):
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.1)
+    directive = lines[-1]["_aws"]["CloudWatchMetrics"][0]
+    assert (directive["Namespace"], directive["Dimensions"]) == ("ModelServing", [["ServiceName"]])
+    assert {"InFlightRequests"} <= {m["Name"] for m in directive["Metrics"]}
+    assert lines[-1]["ServiceName"] == "model-server"
+
+
 def test_sigterm_stops_accepting_and_finishes_the_request_in_flight(server: Server) -> None:
     assert server.process.poll() is None
     body = json.dumps({"instances": [[6.7, 3.0, 5.2, 2.3]]}).encode()
@@ -199,11 +283,16 @@ def test_sigterm_stops_accepting_and_finishes_the_request_in_flight(server: Serv
                       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10])
     time.sleep(0.2)
 
-    server.process.send_signal(signal.SIGTERM)
+    os.kill(server.master(), signal.SIGTERM)
+    signalled = time.monotonic()
+    time.sleep(0.1)
+    # Draining: still accepting, /health says the task is going (every worker: separate connections).
+    assert [get(server.url + "/health") for _ in range(3)] == [(503, '{"status": "draining"}')] * 3
     deadline = time.monotonic() + STOP_SECONDS
     while not _connection_refused(server.port):
         assert time.monotonic() < deadline, "the server still accepts connections after SIGTERM"
         time.sleep(0.05)
+    assert time.monotonic() - signalled >= DRAIN_SECONDS * 0.9
 
     in_flight.sendall(body[10:])
     response = b""

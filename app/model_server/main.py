@@ -48,6 +48,8 @@ DEFAULT_PREDICT_WAIT_SECONDS = 10.0
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 # The longest JSON a float64 can need (sign, 17 significant digits, exponent): the widest valid value.
 WIDEST_NUMBER = -2.2250738585072014e-308
+# Set in the scope by model_server/worker.py when the HTTP layer answered the request itself.
+ANSWERED = "model_server.answered"
 # Set by gunicorn_conf.py: where workers mark themselves ready, and how many there are.
 READY_DIR_ENV, WORKERS_ENV = "MODEL_SERVER_READY_DIR", "MODEL_SERVER_WORKERS"
 EMF_SAMPLE_SECONDS = 1.0
@@ -204,6 +206,9 @@ class ModelServer:
         self.draining = False
         self.runner: Runner | None = None
         self.batcher: Batcher | None = None
+        self.in_flight = 0  # requests this process is handling
+        self._reading: dict[asyncio.Task[Any], float] = {}  # requests reading their body, by deadline
+        self._overdue: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
 
     def drain(self) -> None:
@@ -224,7 +229,8 @@ class ModelServer:
             if message["type"] == "lifespan.startup":
                 metrics.MODEL_LOADED.set(0)
                 self.state.settled = asyncio.Event()
-                self._background = [asyncio.create_task(self._load()), asyncio.create_task(self._publish())]
+                self._background = [asyncio.create_task(self._load()), asyncio.create_task(self._publish()),
+                                    asyncio.create_task(self._expire_slow_bodies())]
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # The server has stopped accepting and finished the requests in flight by now.
@@ -268,26 +274,40 @@ class ModelServer:
                  if self.batch_settings.enabled else "off")
 
     async def _publish(self) -> None:
-        """Sample the task's requests in flight every second and write the EMF line when it is due."""
+        """Every second: publish this worker's requests in flight, sample the task's, write the EMF line when due."""
         while True:
             await asyncio.sleep(EMF_SAMPLE_SECONDS)
             try:
+                metrics.IN_FLIGHT.set(self.in_flight)
                 self.emf.in_flight(metrics.task_in_flight())
                 self.emf.tick()
             except Exception:  # metrics must never take the server down
                 log.exception("publishing metrics failed")
 
+    async def _expire_slow_bodies(self) -> None:
+        """Cancel the requests whose body is overdue (cheaper than a timer per request: see _read_body)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.body_timeout / 4))
+            now = time.monotonic()
+            for task, deadline in list(self._reading.items()):
+                if now >= deadline and task not in self._overdue:
+                    self._overdue.add(task)
+                    task.cancel()
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method, route = scope["method"], metrics.route_of(scope["path"])
         status = metrics.CLIENT_CLOSED
-        metrics.IN_FLIGHT.inc()
+        self.in_flight += 1
         try:
             try:
                 response = await self._route(method, route, scope, receive)
             except ClientError as error:
                 response = error.response()
             except ClientGone:
+                if ANSWERED in scope:  # the HTTP layer answered it (and counted it) when the body broke the protocol
+                    status = 0
+                    return
                 log.info("%s %s: the client closed the connection before sending the whole request",
                          method, scope["path"])
                 return
@@ -297,8 +317,9 @@ class ModelServer:
             status = response.status
             await response.send(send)
         finally:
-            metrics.IN_FLIGHT.dec()
-            metrics.observe(method, route, status, time.perf_counter() - started)
+            self.in_flight -= 1
+            if status:
+                metrics.observe(method, route, status, time.perf_counter() - started)
 
     async def _route(self, method: str, route: str, scope: Scope, receive: Receive) -> Response:
         allowed = {"/health": "GET", "/predict": "POST", "/metrics": "GET"}.get(route)
@@ -382,19 +403,27 @@ class ModelServer:
         if declared.isdigit() and int(declared) > limit:
             raise too_large
         body = bytearray()
+        task = asyncio.current_task()
+        assert task is not None
+        self._reading[task] = time.monotonic() + self.body_timeout  # _expire_slow_bodies enforces it
         try:
-            async with asyncio.timeout(self.body_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise ClientGone
-                    body += message.get("body", b"")
-                    if len(body) > limit:
-                        raise too_large
-                    if not message.get("more_body", False):
-                        return bytes(body)
-        except TimeoutError:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    raise too_large
+                if not message.get("more_body", False):
+                    return bytes(body)
+        except asyncio.CancelledError:
+            if task not in self._overdue:
+                raise
+            task.uncancel()
             raise ClientError(408, ERRORS[408][0].format(timeout=self.body_timeout), headers=CLOSE) from None
+        finally:
+            del self._reading[task]
+            self._overdue.discard(task)
 
     def _rows(self, body: bytes, model: LoadedModel) -> Any:
         """The validated (rows, features) array of a /predict body, or a ClientError saying what is wrong."""
@@ -421,8 +450,8 @@ class ModelServer:
             raise ClientError(422, f"each instance must have {features} values, in this order: "
                                    + ", ".join(model.info.feature_names), wrong)
         rows = np.asarray(payload.instances, dtype=np.float64)
-        if model.feature_limits is not None:
-            limits = np.asarray(model.feature_limits)
+        limits = model.limits_array
+        if limits is not None:
             beyond = np.abs(rows) > limits
             if beyond.any():
                 names = model.info.feature_names

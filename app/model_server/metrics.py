@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,11 +37,16 @@ PREDICTIONS = Counter("model_predictions_total", "Instances the model predicted 
 MODEL_LOADED = Gauge("model_loaded", "1 once this process has loaded the model, else 0 (minimum over workers).",
                      multiprocess_mode="livemin")
 
-IN_FLIGHT = Gauge("http_requests_in_flight", "Requests being handled now (sum over the workers).",
-                  multiprocess_mode="livesum")
+IN_FLIGHT = Gauge("http_requests_in_flight", "Requests being handled, sum over the workers (each sets its own "
+                  "count every second).", multiprocess_mode="livesum")
 # Status recorded for a request whose client closed the connection before any answer was sent (nginx's code):
 # nothing was answered, so it is neither a success nor a server error.
 CLIENT_CLOSED = 499
+
+
+# Methods are labels too: anything else a client sends is "other", so made-up methods add no series either.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
 def route_of(path: str) -> str:
@@ -48,8 +54,13 @@ def route_of(path: str) -> str:
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    LATENCY.labels(method, route).observe(seconds)
-    REQUESTS.labels(method, route, str(status)).inc()
+    key = (method, route, status)
+    children = _children.get(key)
+    if children is None:  # labels() takes a lock and builds a tuple each time: look each series up once
+        label = method if method in METHODS else OTHER_ROUTE
+        children = _children[key] = (LATENCY.labels(label, route), REQUESTS.labels(label, route, str(status)))
+    children[0].observe(seconds)
+    children[1].inc()
 
 
 def protocol_rejection(status: int) -> None:
@@ -61,7 +72,7 @@ def task_in_flight() -> float:
     """Requests in flight in the whole task: the sum of every live worker's gauge."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
-        return float(IN_FLIGHT._value.get())
+        return float(IN_FLIGHT._value.get())  # a single process: its own gauge
     total = 0.0
     for path in Path(directory).glob("gauge_livesum_*.db"):
         try:

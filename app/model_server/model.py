@@ -69,6 +69,12 @@ class ModelInfo:
         }
 
 
+def _array(values: tuple[float, ...]) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    return np.asarray(values)
+
+
 @dataclass(frozen=True)
 class Prediction:
     label: str
@@ -127,6 +133,12 @@ def feature_limits(estimator: Any) -> tuple[float, ...] | None:
     return tuple(float(limit) for limit in np.minimum(np.nan_to_num(limits, posinf=SAFE_SCORE), SAFE_SCORE))
 
 
+def _array(values: tuple[float, ...]) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    return np.asarray(values)
+
+
 @dataclass(frozen=True)
 class Prediction:
     label: str
@@ -140,6 +152,7 @@ class LoadedModel:
         self.estimator = estimator
         self.info = info
         self.feature_limits = feature_limits(estimator)
+        self.limits_array = None if self.feature_limits is None else _array(self.feature_limits)
         self.cost_ms: tuple[float, float] = (0.0, 0.0)  # (per call, per row) once `calibrate` has run
 
     @property

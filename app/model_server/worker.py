@@ -37,6 +37,8 @@ DEFAULT_DRAIN_SECONDS = 5.0
 
 log = logging.getLogger("model_server")
 
+# Set in a request's scope when this protocol answered it, so the app does not count it as a client gone.
+ANSWERED = "model_server.answered"
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -115,6 +117,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
         log.info("refused a request from %s with %d: %s", self.client, status, detail)
         metrics.protocol_rejection(status)
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The app may be handling this request already (the head was complete): it must not count it again.
+            self.cycle.scope[ANSWERED] = status  # type: ignore[literal-required]
         body = json.dumps({"detail": detail}).encode()
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                              b"connection: close\r\n\r\n%s" % (status, REASONS[status], len(body), body))

@@ -1,0 +1,50 @@
+"""app/README.md says what a fresh clone can run and what the server answers: both are checked here.
+
+The "without Docker" train and serve commands are what tests/test_app_server.py runs for its real server; the
+others (the benchmark, the promotion tool) are run here with --help, from a directory laid out like a fresh
+clone, exactly as written otherwise."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from model_server.main import ERRORS
+from tests.app_support import APP_README, program, readme_commands, readme_server_commands, fresh_clone
+
+# Commands that need Docker or an AWS account: not run here (.ci/run lints the Dockerfile; the stack tests cover
+# what pulumi deploys).
+NEEDS_DOCKER_OR_CLOUD = ("docker", "curl", "pulumi")
+
+
+def test_every_documented_command_runs_from_the_venv_the_install_creates() -> None:
+    commands = readme_commands()
+    assert len(commands) >= 6
+    for command in commands:
+        runs = program(command)
+        assert runs.startswith("venv/bin/") or runs in NEEDS_DOCKER_OR_CLOUD, command
+        assert not re.search(r"(^|[\s;&|(])(python3?|gunicorn|pip)\s", command), f"bare interpreter in: {command}"
+    assert set(readme_server_commands()) <= set(commands)
+
+
+def test_each_documented_python_command_runs_as_written(tmp_path: Path) -> None:
+    clone = fresh_clone(tmp_path / "clone")
+    runnable = [c for c in readme_commands() if program(c).startswith("venv/bin/") and c not in readme_server_commands()]
+    assert {program(c) for c in runnable} == {"venv/bin/python"}
+    assert any("app/benchmark.py" in c for c in runnable) and any("tools/promote_image.py" in c for c in runnable)
+    runs = {command: subprocess.Popen(["sh", "-c", command + " --help"], cwd=clone, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True) for command in runnable}
+    for command, run in runs.items():
+        output, _ = run.communicate(timeout=60)
+        assert run.returncode == 0 and output.startswith("usage:"), (command, output)
+
+
+def test_the_documented_error_answers_are_the_ones_the_server_sends() -> None:
+    """Each row of the README's error table is ERRORS' message for that status (the API tests send them)."""
+    text = APP_README.read_text()
+    rows = dict(re.findall(r"^\s*\| (\d{3}) \| (.+?) \|", text, re.MULTILINE))
+    for status, (detail, lists_errors) in ERRORS.items():
+        documented = rows[str(status)]
+        assert f"`{detail}`" in documented, (status, documented)
+        assert ('"errors"' in documented) == lists_errors, (status, documented)
