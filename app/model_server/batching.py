@@ -119,15 +119,16 @@ class Batcher:
         self.expected = 0  # /predict requests in this process that have not submitted their rows yet
         self.busy = False  # a batch is being scored
         self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # batches started by a timer or after another batch
 
     def arrive(self) -> None:
         """A /predict request started: it may submit rows soon, so a batch may wait for it."""
         self.expected += 1
 
     def leave(self) -> None:
-        """A request that arrived will not submit (it failed validation, or submitted already)."""
+        """A request that arrived will not submit (it failed validation, or its client left)."""
         self.expected -= 1
-        self._maybe_flush()
+        self._start(self._take_if_due())
 
     async def score(self, rows: Any) -> Any:
         """The class probabilities of `rows` (this request's), scored alone or with others."""
@@ -135,25 +136,31 @@ class Batcher:
         self.pending.append(_Pending(rows, future))
         self.pending_rows += len(rows)
         self.expected -= 1
-        self._maybe_flush()
+        batch = self._take_if_due()
+        if batch is not None:
+            await self._run(batch)  # in this request's task: no task to create, no loop iteration to wait for
         return await future
 
-    def _maybe_flush(self) -> None:
+    def _take_if_due(self) -> list[_Pending] | None:
         if not self.pending or self.busy:
-            return
+            return None
         full = self.pending_rows >= self.settings.max_size
         nobody_else = self.expected <= 0  # every request in flight has joined: waiting gains nothing
         if full or nobody_else or self.settings.max_wait_ms <= 0:
-            self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.settings.max_wait_ms / 1000, self._flush)
+            return self._take()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.settings.max_wait_ms / 1000, self._waited)
+        return None
 
-    def _flush(self) -> None:
+    def _waited(self) -> None:
+        self._timer = None
+        if self.pending and not self.busy:
+            self._start(self._take())
+
+    def _take(self) -> list[_Pending]:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self.pending or self.busy:
-            return
         batch, size = [], 0
         while self.pending and (not batch or size + len(self.pending[0].rows) <= self.settings.max_size):
             item = self.pending.pop(0)
@@ -161,14 +168,21 @@ class Batcher:
             size += len(item.rows)
         self.pending_rows -= size
         self.busy = True
-        asyncio.get_running_loop().create_task(self._run(batch))
+        return batch
+
+    def _start(self, batch: list[_Pending] | None) -> None:
+        if batch is not None:
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:
             await score_isolated(self.runner, batch)
         finally:
             self.busy = False
-            self._maybe_flush()
+            # Requests that arrived meanwhile go next, in their own task: this one has a response to send.
+            self._start(self._take_if_due())
 
 
 async def score_isolated(runner: Runner, batch: list[_Pending]) -> None:
