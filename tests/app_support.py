@@ -96,8 +96,8 @@ def readme_commands() -> list[str]:
     """Every command line in app/README.md's bash blocks (continuations joined, comments dropped)."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", APP_README.read_text(), re.DOTALL):
-        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
-            line = re.split(r"\s+#\s", line, maxsplit=1)[0].strip()
+        for raw in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = re.split(r"\s+#\s", raw, maxsplit=1)[0].strip()
             if line and not line.startswith("#"):
                 commands.append(line)
     return commands

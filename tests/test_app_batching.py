@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_server.batching import Batcher, BatchSettings, Runner, Unscorable
+from model_server.batching import Batcher, BatchSettings, Runner, UnscorableError
 from model_server.emf import EmfPublisher
 from model_server.main import create_app
 from model_server.model import load_model
@@ -119,7 +119,7 @@ def test_an_unscorable_row_fails_only_its_own_request() -> None:
 
     ok, bad, also_ok = asyncio.run(scenario())
     assert model.calls == [5]
-    assert isinstance(bad, Unscorable) and bad.rows == [1]
+    assert isinstance(bad, UnscorableError) and bad.rows == [1]
     assert np.isfinite(ok).all() and np.isfinite(also_ok).all()
 
 

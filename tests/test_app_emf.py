@@ -57,7 +57,7 @@ def assert_valid_emf(document: dict[str, Any]) -> None:
 
 
 def test_one_line_holds_every_metric_as_values_and_counts_under_the_service_dimension() -> None:
-    emf, lines, clock = publisher(namespace="ModelServing", service_name="model-serving-dev")
+    emf, lines, _ = publisher(namespace="ModelServing", service_name="model-serving-dev")
     for ms in (0.512, 0.518, 0.53, 12.3):
         emf.latency_ms(ms)
     emf.batch_size(1)

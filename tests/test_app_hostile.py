@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -279,3 +280,8 @@ def test_the_default_container_health_check_never_goes_through_a_proxy() -> None
         codes = {name: run.wait(timeout=20) for name, run in runs.items()}
     # Through the image's Python both succeed; the same command without it asks the proxy, which answers 502.
     assert codes == {**dict.fromkeys(PROXY_SETTINGS, 0), "without the image's site customisation": 1}
+    # ...and the image has it where its Python finds it.
+    dockerfile = (PROJECT_DIR / "app" / "Dockerfile").read_text()
+    assert re.search(r"^COPY .*\bsitecustomize\.py /opt/model-server/$", dockerfile, re.MULTILINE)
+    assert "PYTHONPATH=/opt/model-server " in dockerfile
+    assert "!sitecustomize.py" in (PROJECT_DIR / "app" / ".dockerignore").read_text().splitlines()

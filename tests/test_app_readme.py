@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from model_server.main import ERRORS
-from tests.app_support import APP_README, program, readme_commands, readme_server_commands, fresh_clone
+from tests.app_support import APP_README, fresh_clone, program, readme_commands, readme_server_commands
 
 # Commands that need Docker or an AWS account: not run here (.ci/run lints the Dockerfile; the stack tests cover
 # what pulumi deploys).
@@ -30,7 +30,8 @@ def test_every_documented_command_runs_from_the_venv_the_install_creates() -> No
 
 def test_each_documented_python_command_runs_as_written(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
-    runnable = [c for c in readme_commands() if program(c).startswith("venv/bin/") and c not in readme_server_commands()]
+    server = readme_server_commands()
+    runnable = [c for c in readme_commands() if program(c).startswith("venv/bin/") and c not in server]
     assert {program(c) for c in runnable} == {"venv/bin/python"}
     assert any("app/benchmark.py" in c for c in runnable) and any("tools/promote_image.py" in c for c in runnable)
     runs = {command: subprocess.Popen(["sh", "-c", command + " --help"], cwd=clone, stdout=subprocess.PIPE,

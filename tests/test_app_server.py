@@ -243,7 +243,8 @@ def test_hostile_connections_get_their_documented_answer_are_counted_as_such_and
     assert slow_head.startswith(b"HTTP/1.1 408 "), slow_head
     unsupported = exchange(server.port, HEAD + b"Transfer-Encoding: gzip\r\n\r\n" + b"\x1f\x8b" * 20)
     assert unsupported.startswith(b"HTTP/1.1 400 "), unsupported
-    gzip_chunked = exchange(server.port, HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n")
+    gzip_chunked = exchange(server.port, HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+                                         b"4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n")
     assert gzip_chunked.startswith(b"HTTP/1.1 400 ") and b"not valid JSON" in gzip_chunked, gzip_chunked
     # A client that gives up halfway through its body: nothing to answer.
     assert exchange(server.port, HEAD + b"Content-Length: 100\r\n\r\n" + b'{"instances": [[5.1', pause=0.1) == b""

@@ -30,7 +30,7 @@ DEFAULT_BATCH_MAX_SIZE = 64
 DEFAULT_BATCH_MAX_WAIT_MS = 2.0
 
 
-class Unscorable(Exception):
+class UnscorableError(Exception):
     """The model answered non-finite probabilities for some rows of one request (their indexes)."""
 
     def __init__(self, rows: list[int]):
@@ -105,7 +105,7 @@ def check_finite(probabilities: Any) -> Any:
 
     bad = ~np.isfinite(probabilities).all(axis=1)
     if bad.any():
-        raise Unscorable([int(i) for i in np.flatnonzero(bad)])
+        raise UnscorableError([int(i) for i in np.flatnonzero(bad)])
     return probabilities
 
 
@@ -208,7 +208,7 @@ async def score_isolated(runner: Runner, batch: list[_Pending]) -> None:
         start += len(item.rows)
         try:
             _resolve(item.future, check_finite(mine))
-        except Unscorable as error:
+        except UnscorableError as error:
             _resolve(item.future, error=error)
 
 

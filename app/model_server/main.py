@@ -36,7 +36,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_server import metrics
-from model_server.batching import Batcher, BatchSettings, Runner, Unscorable, check_finite
+from model_server.batching import Batcher, BatchSettings, Runner, UnscorableError, check_finite
 from model_server.emf import EmfPublisher
 from model_server.model import LoadedModel, load_model
 
@@ -126,7 +126,7 @@ class ClientError(Exception):
         return json_response(self.status, body, self.headers)
 
 
-class ClientGone(Exception):
+class ClientGoneError(Exception):
     """The client closed the connection before its request had arrived: there is no one to answer."""
 
 
@@ -304,7 +304,7 @@ class ModelServer:
                 response = await self._route(method, route, scope, receive)
             except ClientError as error:
                 response = error.response()
-            except ClientGone:
+            except ClientGoneError:
                 if ANSWERED in scope:  # the HTTP layer answered it (and counted it) when the body broke the protocol
                     status = 0
                     return
@@ -375,7 +375,7 @@ class ModelServer:
                     probabilities = await batcher.score(rows)
                 else:
                     probabilities = check_finite(await runner.probabilities(rows))
-            except Unscorable as error:
+            except UnscorableError as error:
                 raise ClientError(422, UNSCORABLE, [{"loc": ["instances", i], "msg": "the model's output is not finite",
                                                      "type": "unscorable"} for i in error.rows]) from None
             except ValueError as error:  # the model refused finite, well-formed rows (scikit-learn's own checks)
@@ -410,7 +410,7 @@ class ModelServer:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    raise ClientGone
+                    raise ClientGoneError
                 body += message.get("body", b"")
                 if len(body) > limit:
                     raise too_large

@@ -139,12 +139,6 @@ def _array(values: tuple[float, ...]) -> Any:
     return np.asarray(values)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    probabilities: dict[str, float]
-
-
 class LoadedModel:
     """A fitted classifier with `predict_proba` and the metadata that describes its inputs and outputs."""
 

@@ -50,7 +50,7 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
-class _HeadTooLarge(Exception):
+class _HeadTooLargeError(Exception):
     pass
 
 
@@ -94,7 +94,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes += size
         if self._head_bytes > self.max_head_bytes:
             self._rejected_head = True
-            raise _HeadTooLarge  # httptools stops parsing; uvicorn then calls send_400_response
+            raise _HeadTooLargeError  # httptools stops parsing; uvicorn then calls send_400_response
 
     def send_400_response(self, msg: str) -> None:
         if self._rejected_head:
