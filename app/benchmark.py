@@ -13,8 +13,9 @@ It waits for /health, warms each up, then for each concurrency runs wrk against 
 --duration seconds (so drift on the machine hits all alike), --repeat rounds, and prints the median
 requests/s, instances/s and p50/p99 latency per variant, and each server's ratio to `bare` in the same run,
 as a Markdown table (also JSON with --json). The servers are pinned to --server-cpus and wrk to
---client-cpus, so on a 2-core machine one worker has one core: the numbers per worker are numbers per vCPU. --cpu-quota 0.5 also caps the servers at half a
-CPU with a cgroup CPU quota (root), as ECS does for a task of 512 CPU units.
+--client-cpus, so on a 2-core machine one worker has one core: the numbers per worker are numbers per vCPU.
+--cpu-quota 0.5 also caps the servers at half a CPU with a cgroup CPU quota (root), as ECS does for a task of
+512 CPU units.
 
 --hostile sends valid 1,000-row bodies and then 1 MiB bodies of empty rows (declared, and chunked without a
 length) to the server, one at a time, and reports the server's CPU time per request (from /proc) and how much
