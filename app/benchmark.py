@@ -12,7 +12,8 @@ one process per --workers, OMP_NUM_THREADS=1) on 127.0.0.1:
 It waits for /health, warms each up, then for each concurrency runs wrk against each variant in turn for
 --duration seconds (so drift on the machine hits all alike), --repeat rounds, and prints the median
 requests/s, instances/s and p50/p99 latency per variant, and each server's ratio to `bare` in the same run,
-as a Markdown table (also JSON with --json). The servers are pinned to --server-cpus and wrk to
+with the server's own CPU time per request (from /proc: other load on the machine barely moves it, unlike
+requests/s and latency), as a Markdown table (also JSON with --json). The servers are pinned to --server-cpus and wrk to
 --client-cpus, so on a 2-core machine one worker has one core: the numbers per worker are numbers per vCPU.
 --cpu-quota 0.5 also caps the servers at half a CPU with a cgroup CPU quota (root), as ECS does for a task of
 512 CPU units.
@@ -226,12 +227,17 @@ def compare(args: argparse.Namespace, model_dir: Path, scratch: str) -> dict[str
         }
         for url, _ in urls.values():
             run_wrk(url, script, 4, args.warmup, args.client_cpus)
+        workers = {variant: _worker_pids(process.pid) for variant, (_, process) in urls.items()}
         runs: dict[tuple[str, int], list[dict[str, float]]] = {}
         for _ in range(args.repeat):  # rounds, each variant in turn: drift on the machine hits all alike
             for concurrency in args.concurrency:
                 for variant, (url, _) in urls.items():
-                    runs.setdefault((variant, concurrency), []).append(
-                        run_wrk(url, script, concurrency, args.duration, args.client_cpus))
+                    cpu = _cpu_seconds(workers[variant])
+                    measured = run_wrk(url, script, concurrency, args.duration, args.client_cpus)
+                    # The server's own CPU per request: unlike requests/s, other load on the machine barely moves it.
+                    measured["cpu_ms_per_request"] = (_cpu_seconds(workers[variant]) - cpu) * 1000 / max(
+                        1.0, measured["requests"])
+                    runs.setdefault((variant, concurrency), []).append(measured)
     for (variant, concurrency), measured in runs.items():
         median = {key: statistics.median(m[key] for m in measured) for key in measured[0]}
         median.update(non_2xx=sum(m["non_2xx"] for m in measured),
@@ -245,18 +251,22 @@ def compare(args: argparse.Namespace, model_dir: Path, scratch: str) -> dict[str
         r["p99_vs_bare"] = r["p99_ms"] / bare["p99_ms"]
         r["instances_vs_batching_off"] = r["instances_per_second"] / by_key[(OFF, r["concurrency"])][
             "instances_per_second"]
+        r["instances_per_cpu_second"] = 1000 * args.rows / r["cpu_ms_per_request"]
+        r["cpu_per_request_vs_bare"] = r["cpu_ms_per_request"] / bare["cpu_ms_per_request"]
     return {"results": results}
 
 
 def print_comparison(report: dict[str, Any]) -> None:
     print("| connections | variant | requests/s | instances/s | p50 ms | p99 ms | throughput / bare | p99 / bare "
-          "| instances/s / batching off | non-2xx | socket errors |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| instances/s / batching off | server CPU ms per request | CPU per request / bare | instances per CPU-s "
+          "| non-2xx | socket errors |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in report["results"]:
         print(f"| {r['concurrency']} | {r['variant']} | {r['requests_per_second']:.0f} | "
               f"{r['instances_per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
               f"{r['throughput_vs_bare']:.2f} | {r['p99_vs_bare']:.2f} | {r['instances_vs_batching_off']:.2f} | "
-              f"{r['non_2xx']:.0f} | {r['socket_errors']:.0f} |")
+              f"{r['cpu_ms_per_request']:.3f} | {r['cpu_per_request_vs_bare']:.2f} | "
+              f"{r['instances_per_cpu_second']:.0f} | {r['non_2xx']:.0f} | {r['socket_errors']:.0f} |")
 
 
 # --- hostile bodies --------------------------------------------------------------------------------------------

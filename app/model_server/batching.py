@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,13 +86,17 @@ class Runner:
     def inline(self, rows: int) -> bool:
         return self.model.estimated_ms(rows) <= self.inline_max_ms
 
+    def thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        return self._thread
+
     async def probabilities(self, rows: Any) -> Any:
+        """One request's rows, scored alone (batching off)."""
         self.observe_batch(len(rows))
         if self.inline(len(rows)):
             return self.model.probabilities(rows)
-        if self._thread is None:
-            self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self.model.probabilities, rows)
+        return await asyncio.get_running_loop().run_in_executor(self.thread(), self.model.probabilities, rows)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -109,17 +112,50 @@ def check_finite(probabilities: Any) -> Any:
     return probabilities
 
 
+Outcome = tuple[Any, BaseException | None]  # (probabilities, None) or (None, the request's error)
+
+
+def score_isolated(model_call: Callable[[Any], Any], batch: list[Any]) -> tuple[list[Outcome], list[int]]:
+    """Score a batch (each item a request's rows) in one call; each request's outcome, and the sizes of the calls
+    made. A row the model cannot score fails its request only; a call that raises is retried one request at a
+    time to find the request that broke it. Touches no asyncio object, so it may run on the model thread."""
+    import numpy as np  # noqa: PLC0415
+
+    calls = [sum(len(rows) for rows in batch)]
+    try:
+        probabilities = model_call(batch[0] if len(batch) == 1 else np.concatenate(batch))
+    except Exception as error:
+        if len(batch) == 1:
+            return [(None, error)], calls
+        outcomes: list[Outcome] = []
+        for rows in batch:
+            (outcome,), sizes = score_isolated(model_call, [rows])
+            outcomes.append(outcome)
+            calls += sizes
+        return outcomes, calls
+    outcomes, start = [], 0
+    for rows in batch:
+        mine = probabilities[start:start + len(rows)]
+        start += len(rows)
+        try:
+            outcomes.append((check_finite(mine), None))
+        except UnscorableError as error:
+            outcomes.append((None, error))
+    return outcomes, calls
+
+
 class Batcher:
     """Gathers concurrent requests of one process into model calls (see the module docstring)."""
 
-    def __init__(self, runner: Runner, settings: BatchSettings, clock: Callable[[], float] = time.monotonic):
-        self.runner, self.settings, self.clock = runner, settings, clock
+    def __init__(self, runner: Runner, settings: BatchSettings):
+        self.runner, self.settings = runner, settings
         self.pending: list[_Pending] = []
         self.pending_rows = 0
         self.expected = 0  # /predict requests in this process that have not submitted their rows yet
-        self.busy = False  # a batch is being scored
+        self.busy = False  # a batch is being scored on the model thread
+        self._flush_soon = False
         self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # batches started by a timer or after another batch
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def arrive(self) -> None:
         """A /predict request started: it may submit rows soon, so a batch may wait for it."""
@@ -128,7 +164,7 @@ class Batcher:
     def leave(self) -> None:
         """A request that arrived will not submit (it failed validation, or its client left)."""
         self.expected -= 1
-        self._start(self._take_if_due())
+        self._schedule()
 
     async def score(self, rows: Any) -> Any:
         """The class probabilities of `rows` (this request's), scored alone or with others."""
@@ -136,86 +172,66 @@ class Batcher:
         self.pending.append(_Pending(rows, future))
         self.pending_rows += len(rows)
         self.expected -= 1
-        batch = self._take_if_due()
-        if batch is not None:
-            await self._run(batch)  # in this request's task: no task to create, no loop iteration to wait for
+        self._schedule()
         return await future
 
-    def _take_if_due(self) -> list[_Pending] | None:
-        if not self.pending or self.busy:
-            return None
+    def _schedule(self) -> None:
+        if not self.pending or self.busy or self._flush_soon:
+            return
         full = self.pending_rows >= self.settings.max_size
         nobody_else = self.expected <= 0  # every request in flight has joined: waiting gains nothing
         if full or nobody_else or self.settings.max_wait_ms <= 0:
-            return self._take()
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.settings.max_wait_ms / 1000, self._waited)
-        return None
+            # Not a wait: the flush runs right after the tasks that are ready now (requests whose bytes arrived
+            # together), so those join this batch instead of each going alone.
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.settings.max_wait_ms / 1000, self._flush)
 
-    def _waited(self) -> None:
-        self._timer = None
-        if self.pending and not self.busy:
-            self._start(self._take())
-
-    def _take(self) -> list[_Pending]:
+    def _flush(self) -> None:
+        self._flush_soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if not self.pending or self.busy:
+            return
         batch, size = [], 0
         while self.pending and (not batch or size + len(self.pending[0].rows) <= self.settings.max_size):
             item = self.pending.pop(0)
-            batch.append(item)
-            size += len(item.rows)
-        self.pending_rows -= size
+            if not item.future.done():  # a request whose client left drops out
+                batch.append(item)
+                size += len(item.rows)
+        self.pending_rows = sum(len(item.rows) for item in self.pending)
+        if not batch:
+            return
+        if self.runner.inline(size):
+            self._resolve(batch, *score_isolated(self.runner.model.probabilities, [item.rows for item in batch]))
+            self._schedule()
+            return
         self.busy = True
-        return batch
+        task = asyncio.get_running_loop().create_task(self._on_thread(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _start(self, batch: list[_Pending] | None) -> None:
-        if batch is not None:
-            task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _on_thread(self, batch: list[_Pending]) -> None:
         try:
-            await score_isolated(self.runner, batch)
+            outcomes, calls = await asyncio.get_running_loop().run_in_executor(
+                self.runner.thread(), score_isolated, self.runner.model.probabilities, [item.rows for item in batch])
+            self._resolve(batch, outcomes, calls)
+        except BaseException as error:  # the thread pool is shutting down: fail the batch, not the server
+            self._resolve(batch, [(None, error)] * len(batch), [])
+            raise
         finally:
             self.busy = False
-            # Requests that arrived meanwhile go next, in their own task: this one has a response to send.
-            self._start(self._take_if_due())
+            self._schedule()
 
-
-async def score_isolated(runner: Runner, batch: list[_Pending]) -> None:
-    """Score the batch in one call and resolve each request's future with its rows or its own error."""
-    import numpy as np  # noqa: PLC0415
-
-    live = [item for item in batch if not item.future.done()]  # a cancelled request (client gone) drops out
-    if not live:
-        return
-    try:
-        probabilities = await runner.probabilities(live[0].rows if len(live) == 1
-                                                   else np.concatenate([item.rows for item in live]))
-    except Exception as error:
-        if len(live) == 1:
-            _resolve(live[0].future, error=error)
-            return
-        for item in live:  # find the request that broke the call: each is scored on its own
-            await score_isolated(runner, [item])
-        return
-    start = 0
-    for item in live:
-        mine = probabilities[start:start + len(item.rows)]
-        start += len(item.rows)
-        try:
-            _resolve(item.future, check_finite(mine))
-        except UnscorableError as error:
-            _resolve(item.future, error=error)
-
-
-def _resolve(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+    def _resolve(self, batch: list[_Pending], outcomes: list[Outcome], calls: list[int]) -> None:
+        for size in calls:
+            self.runner.observe_batch(size)
+        for item, (result, error) in zip(batch, outcomes, strict=True):
+            if item.future.done():
+                continue
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(result)
