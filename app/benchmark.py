@@ -18,8 +18,8 @@ requests/s and latency), as a Markdown table (also JSON with --json). The server
 --cpu-quota 0.5 also caps the servers at half a CPU with a cgroup CPU quota (root), as ECS does for a task of
 512 CPU units.
 
---hostile sends valid 1,000-row bodies and then 1 MiB bodies of empty rows (declared, and chunked without a
-length) to the server, one at a time, and reports the server's CPU time per request (from /proc) and how much
+--hostile sends valid 1,000-row bodies, then 1 MiB bodies of empty rows (declared, and chunked without a
+length) and 200 kB ones (under the body limit) to the server, one at a time, and reports the server's CPU time per request (from /proc) and how much
 its resident memory grew, with the status each answered.
 Every run is bounded: wrk stops after --duration seconds, and the script stops the servers with SIGTERM.
 """
@@ -318,8 +318,9 @@ def hostile(args: argparse.Namespace, model_dir: Path, scratch: str) -> dict[str
     env = base_environment(model_dir, scratch, 1)
     valid = json.dumps({"instances": [ROW] * 1000}).encode()
     empty_rows = b'{"instances": [' + b"[], " * ((1 << 20) // 4 - 8) + b"[]]}"
+    under_limit = b'{"instances": [' + b"[], " * 50_000 + b"[]]}"  # 200 kB: under the default limit
     cases = [("valid, 1,000 rows", valid, False), ("1 MiB of empty rows", empty_rows, False),
-             ("1 MiB of empty rows, chunked", empty_rows, True)]
+             ("1 MiB of empty rows, chunked", empty_rows, True), ("200 kB of empty rows", under_limit, False)]
     results = []
     with server("hostile", "model_server.main:create_app()", env, args) as (url, process):
         pids = _worker_pids(process.pid)  # taskset and sh exec their command: this is gunicorn's master

@@ -124,3 +124,13 @@ def fresh_clone(directory: Path) -> Path:
         (directory / name).symlink_to(root / name)
     (directory / "venv").symlink_to(sys.prefix)
     return directory
+
+
+def run(coroutine: Awaitable[Any]) -> Any:
+    """asyncio.run without its side effect on the thread's event loop (it leaves none set, and the Pulumi
+    tests that run later in the session ask for the current one)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()

@@ -16,6 +16,7 @@ from model_server.batching import BatchSettings
 from model_server.main import MAX_INSTANCES, Readiness, create_app
 from model_server.model import METADATA_FILE, MODEL_FILE, LoadedModel, ModelLoadError, load_model
 from model_server.train import train
+from tests.app_support import trained_model_dir
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
@@ -23,10 +24,8 @@ HEALTH_WAIT_SECONDS = 10
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model")
-    train(path)
-    return path
+def model_dir() -> Path:
+    return trained_model_dir()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from model_server.batching import Batcher, BatchSettings, Runner, UnscorableErro
 from model_server.emf import EmfPublisher
 from model_server.main import create_app
 from model_server.model import load_model
-from tests.app_support import JSON, Message, call, running, trained_model_dir
+from tests.app_support import JSON, Message, call, run, running, trained_model_dir
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 
@@ -59,7 +59,7 @@ def test_a_lone_request_goes_at_once_however_long_the_batch_may_wait() -> None:
         assert result.shape == (1, 3)
         return time.perf_counter() - started
 
-    assert asyncio.run(scenario()) < 1.0
+    assert run(scenario()) < 1.0
     assert model.calls == [1]
 
 
@@ -72,7 +72,7 @@ def test_concurrent_requests_share_one_model_call_and_get_their_own_rows() -> No
             b.arrive()  # four requests in flight, reading their bodies
         return list(await asyncio.gather(b.score(rows(1)), b.score(rows(3)), b.score(rows(2)), b.score(rows(1))))
 
-    results = asyncio.run(scenario())
+    results = run(scenario())
     assert model.calls == [7]  # the last one to submit closed the batch: nobody else was in flight
     assert [len(r) for r in results] == [1, 3, 2, 1]
 
@@ -86,7 +86,7 @@ def test_a_batch_never_exceeds_its_size_and_requests_wait_while_the_model_is_bus
             b.arrive()
         await asyncio.gather(*(b.score(rows(n)) for n in (2, 2, 1, 3, 1, 5)))
 
-    asyncio.run(scenario())
+    run(scenario())
     assert model.calls == [4, 4, 1, 5]  # a request larger than the maximum still goes, alone
     assert sum(model.calls) == 14
 
@@ -102,7 +102,7 @@ def test_a_batch_waits_at_most_its_maximum_for_a_request_still_in_flight() -> No
         await b.score(rows(1))
         return time.perf_counter() - started
 
-    waited = asyncio.run(scenario())
+    waited = run(scenario())
     assert 0.04 <= waited < 1.0
     assert model.calls == [1]
 
@@ -117,7 +117,7 @@ def test_an_unscorable_row_fails_only_its_own_request() -> None:
         return list(await asyncio.gather(b.score(rows(2)), b.score(np.vstack([rows(1), rows(1, -1)])),
                                          b.score(rows(1)), return_exceptions=True))
 
-    ok, bad, also_ok = asyncio.run(scenario())
+    ok, bad, also_ok = run(scenario())
     assert model.calls == [5]
     assert isinstance(bad, UnscorableError) and bad.rows == [1]
     assert np.isfinite(ok).all() and np.isfinite(also_ok).all()
@@ -128,7 +128,7 @@ def test_the_model_runs_on_the_loop_when_its_measured_cost_is_small_else_on_its_
         cost_ms: float, runs_on: str) -> None:
     model = Recorder(cost_ms)
     runner = Runner(model, inline_max_ms=2.0)  # type: ignore[arg-type]
-    asyncio.run(runner.probabilities(rows(1)))
+    run(runner.probabilities(rows(1)))
     runner.close()
     assert model.threads == [runs_on]
 
@@ -171,7 +171,7 @@ def test_through_the_server_concurrent_requests_are_batched_and_answered_individ
             gate.set()
             return list(await asyncio.gather(*pending))
 
-    answers = asyncio.run(scenario())
+    answers = run(scenario())
     assert [status for status, _, _ in answers] == [200, 200, 422, 200]
     assert [a[2]["predictions"][0]["label"] for a in answers if a[0] == 200] == ["setosa", "virginica", "setosa"]
     document = json.loads(lines[-1])

@@ -3,7 +3,6 @@ the names and units the stack's dashboard and alarms use, and aggregation that b
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from model_server import metrics
 from model_server.emf import MAX_VALUES, EmfPublisher, two_significant_digits
 from model_server.main import create_app
 from model_server.model import load_model
-from tests.app_support import predict, running, trained_model_dir
+from tests.app_support import predict, run, running, trained_model_dir
 
 
 class Clock:
@@ -144,7 +143,7 @@ def test_the_server_records_each_requests_inference_latency_and_flushes_on_shutd
                 assert (await predict(server, {"instances": [[5.1, 3.5, 1.4, 0.2]] * 2}))[0] == 200
             assert lines == []  # nothing per request
 
-    asyncio.run(scenario())
+    run(scenario())
     (document,) = documents(lines)
     assert_valid_emf(document)
     assert sum(document["InferenceLatency"]["Counts"]) == 3

@@ -46,6 +46,7 @@ MAX_LISTED_ERRORS = 10
 RETRY_AFTER_SECONDS = "5"
 DEFAULT_PREDICT_WAIT_SECONDS = 10.0
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+DISCARD_BYTES = 4 << 20  # the largest refused body still read (and dropped) so that its sender sees the 413
 # The longest JSON a float64 can need (sign, 17 significant digits, exponent): the widest valid value.
 WIDEST_NUMBER = -2.2250738585072014e-308
 # Set in the scope by model_server/worker.py when the HTTP layer answered the request itself.
@@ -397,11 +398,14 @@ class ModelServer:
 
     async def _read_body(self, scope: Scope, receive: Receive, model: LoadedModel) -> bytes:
         limit = self.body_limit(model)
-        # Close the connection after refusing a body: the rest of it would otherwise still be read.
-        too_large = ClientError(413, ERRORS[413][0].format(limit=limit), headers=CLOSE)
+        detail = ERRORS[413][0].format(limit=limit)
         declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > limit:
-            raise too_large
+            # Answered before reading any of it. Closing at once while the client still sends makes its TCP stack
+            # reset the connection, and the client (or the ALB, as a 502) may never see the 413: a body of up to
+            # DISCARD_BYTES is left to the HTTP layer to read and drop (in C, cheaply), a larger one is cut off.
+            raise ClientError(413, detail, headers=CLOSE if int(declared) > DISCARD_BYTES else ())
+        too_large = ClientError(413, detail, headers=CLOSE)  # sent without a length: no telling where it ends
         body = bytearray()
         task = asyncio.current_task()
         assert task is not None
