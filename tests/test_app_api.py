@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from model_server.batching import BatchSettings
 from model_server.main import MAX_INSTANCES, Readiness, create_app
