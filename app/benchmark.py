@@ -19,8 +19,8 @@ requests/s and latency), as a Markdown table (also JSON with --json). The server
 512 CPU units.
 
 --hostile sends valid 1,000-row bodies, then 1 MiB bodies of empty rows (declared, and chunked without a
-length) and 200 kB ones (under the body limit) to the server, one at a time, and reports the server's CPU time per request (from /proc) and how much
-its resident memory grew, with the status each answered.
+length) and 200 kB ones (under the body limit) to the server, one at a time, and reports the server's CPU
+time per request (from /proc) and how much its resident memory grew, with the status each answered.
 Every run is bounded: wrk stops after --duration seconds, and the script stops the servers with SIGTERM.
 """
 
