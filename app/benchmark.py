@@ -238,11 +238,10 @@ def compare(args: argparse.Namespace, model_dir: Path, scratch: str) -> dict[str
                     measured["cpu_ms_per_request"] = (_cpu_seconds(workers[variant]) - cpu) * 1000 / max(
                         1.0, measured["requests"])
                     runs.setdefault((variant, concurrency), []).append(measured)
-    for (variant, concurrency), measured in runs.items():
-        median = {key: statistics.median(m[key] for m in measured) for key in measured[0]}
-        median.update(non_2xx=sum(m["non_2xx"] for m in measured),
-                      socket_errors=sum(m["socket_errors"] for m in measured))
-        results.append({**median, "variant": variant, "concurrency": concurrency, "rounds": len(measured),
+    for (variant, concurrency), rounds in runs.items():
+        median = {key: statistics.median(m[key] for m in rounds) for key in rounds[0]}
+        median.update(non_2xx=sum(m["non_2xx"] for m in rounds), socket_errors=sum(m["socket_errors"] for m in rounds))
+        results.append({**median, "variant": variant, "concurrency": concurrency, "rounds": len(rounds),
                         "instances_per_second": median["requests_per_second"] * args.rows})
     by_key = {(r["variant"], r["concurrency"]): r for r in results}
     for r in results:

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -220,8 +221,8 @@ def test_a_body_that_arrives_too_slowly_is_408_and_closes_the_connection() -> No
 
 def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500_and_not_logged_as_an_error(
         caplog: pytest.LogCaptureFixture) -> None:
-    messages = iter([{"type": "http.request", "body": b'{"instances": [[5.1', "more_body": True},
-                     {"type": "http.disconnect"}])
+    messages: Iterator[Message] = iter([{"type": "http.request", "body": b'{"instances": [[5.1', "more_body": True},
+                                        {"type": "http.disconnect"}])
 
     async def leave() -> Message:
         return next(messages)

@@ -195,7 +195,8 @@ class Batcher:
             self._timer = None
         if not self.pending or self.busy:
             return
-        batch, size = [], 0
+        batch: list[_Pending] = []
+        size = 0
         while self.pending and (not batch or size + len(self.pending[0].rows) <= self.settings.max_size):
             item = self.pending.pop(0)
             if not item.future.done():  # a request whose client left drops out

@@ -133,12 +133,6 @@ def feature_limits(estimator: Any) -> tuple[float, ...] | None:
     return tuple(float(limit) for limit in np.minimum(np.nan_to_num(limits, posinf=SAFE_SCORE), SAFE_SCORE))
 
 
-def _array(values: tuple[float, ...]) -> Any:
-    import numpy as np  # noqa: PLC0415
-
-    return np.asarray(values)
-
-
 class LoadedModel:
     """A fitted classifier with `predict_proba` and the metadata that describes its inputs and outputs."""
 

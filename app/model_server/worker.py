@@ -26,10 +26,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from gunicorn.arbiter import Arbiter
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
-from uvicorn_worker import UvicornWorker
+from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
