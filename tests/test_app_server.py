@@ -33,6 +33,7 @@ START_SECONDS = 30
 STOP_SECONDS = 15
 DRAIN_SECONDS = 0.5
 HEADER_TIMEOUT_SECONDS = 0.5
+KEEPALIVE_SECONDS = 1
 ISOLATE = """
 set -e
 mount --make-rprivate /
@@ -112,6 +113,7 @@ def launch(workdir: Path) -> Server:
     port, isolated = free_port(), _can_isolate()
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": "10",
            "DRAIN_SECONDS": str(DRAIN_SECONDS), "HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_SECONDS),
+           "KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS),
            "METRICS_INTERVAL_SECONDS": "1", "MODEL_DIR": str(model_dir), "TMPDIR": str(scratch),
            "HOME": str(workdir / "home"), "PYTHONDONTWRITEBYTECODE": "1",
            "TRAIN": train_command, "SERVE": serve_command, "ISOLATE": ISOLATE}
@@ -237,6 +239,8 @@ HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/
 def test_hostile_connections_get_their_documented_answer_are_counted_as_such_and_leave_health_at_200(
         server: Server) -> None:
     before = requests_by_status(server)
+    silent = socket.create_connection(("127.0.0.1", server.port), timeout=5)  # connects, then says nothing
+    opened = time.monotonic()
     oversized_head = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 17000 + b"\r\n\r\n")
     assert oversized_head.startswith(b"HTTP/1.1 431 "), oversized_head
     slow_head = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and nothing more
@@ -263,6 +267,9 @@ def test_hostile_connections_get_their_documented_answer_are_counted_as_such_and
         time.sleep(0.05)
     assert {s: n for s, n in delta.items() if s != "200"} == expected
     assert get(server.url + "/health")[0] == 200
+    with silent:  # closed once idle for KEEPALIVE_SECONDS, as a kept-alive connection is
+        assert silent.recv(1) == b""
+        assert time.monotonic() - opened >= KEEPALIVE_SECONDS * 0.9
     logs = server.logs()
     assert "Traceback" not in logs and "Exception in ASGI application" not in logs, logs
 
