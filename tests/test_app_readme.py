@@ -11,7 +11,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from model_server.main import ERRORS
+from model_server.main import ERRORS, largest_valid_body
 from tests.app_support import APP_README, fresh_clone, program, readme_commands, readme_server_commands
 
 # Commands that need Docker or an AWS account: not run here (.ci/run lints the Dockerfile; the stack tests cover
@@ -57,3 +57,7 @@ def test_the_documented_error_answers_are_the_ones_the_server_sends() -> None:
         documented = rows[str(status)]
         assert f"`{detail}`" in documented, (status, documented)
         assert ('"errors"' in documented) == lists_errors, (status, documented)
+
+
+def test_the_documented_default_body_limit_is_the_one_the_server_derives() -> None:
+    assert f"{largest_valid_body(4):,} bytes" in APP_README.read_text()

@@ -89,7 +89,7 @@ class PredictRequest(BaseModel):
 @functools.cache
 def largest_valid_body(feature_count: int) -> int:
     """Bytes of the largest valid request, in json.dumps's layout with the widest numbers, doubled for any
-    other layout (indentation, spaces): the default body limit, 212 KiB for the reference model's 4 features."""
+    other layout (indentation, spaces): the default body limit, 212,030 bytes for the reference model's 4 features."""
     widest = {"instances": [[WIDEST_NUMBER] * feature_count] * MAX_INSTANCES}
     return 2 * len(json.dumps(widest))
 
