@@ -133,11 +133,13 @@ def test_the_model_runs_on_the_loop_when_its_measured_cost_is_small_else_on_its_
     assert model.threads == [runs_on]
 
 
-def test_calibration_measures_the_real_model() -> None:
+def test_calibration_measures_the_real_model_within_its_budget() -> None:
     loaded = load_model(trained_model_dir())
-    per_call, per_row = loaded.calibrate(rows=100, repeats=3)
+    started = time.perf_counter()
+    per_call, per_row = loaded.calibrate(budget_ms=5, repeats=3)
     assert per_call > 0 and per_row >= 0
     assert loaded.estimated_ms(1000) == pytest.approx(per_call + 1000 * per_row)
+    assert time.perf_counter() - started < 1.0  # a few calls of at most the budget each, not 1,000-row ones
 
 
 def test_batching_settings_come_from_the_environment_and_bad_values_are_refused() -> None:

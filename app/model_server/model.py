@@ -168,8 +168,10 @@ class LoadedModel:
 
         return self.predictions(self.probabilities(np.asarray(instances, dtype=np.float64)))
 
-    def calibrate(self, rows: int = 1000, repeats: int = 7) -> tuple[float, float]:
-        """Measure one call with one row and with `rows` rows (medians): cost(n) = per call + n * per row, in ms."""
+    def calibrate(self, max_rows: int = 1000, budget_ms: float = 50.0, repeats: int = 5) -> tuple[float, float]:
+        """Measure one call with one row and with many (medians): cost(n) = per call + n * per row, in ms.
+        "Many" is as many rows as fit in `budget_ms` (at most `max_rows`), so a slow model does not hold up
+        loading."""
         import numpy as np  # noqa: PLC0415
 
         def median_ms(batch: Any) -> float:
@@ -182,8 +184,9 @@ class LoadedModel:
             return statistics.median(times)
 
         sample = np.zeros((1, self.feature_count))
-        one, many = median_ms(sample), median_ms(np.repeat(sample, rows, axis=0))
-        per_row = max(0.0, (many - one) / (rows - 1))
+        one = median_ms(sample)
+        rows = max(2, min(max_rows, int(budget_ms / max(one, 1e-3))))
+        per_row = max(0.0, (median_ms(np.repeat(sample, rows, axis=0)) - one) / (rows - 1))
         self.cost_ms = (max(0.0, one - per_row), per_row)
         return self.cost_ms
 
