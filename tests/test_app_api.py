@@ -217,10 +217,13 @@ def test_metrics_count_requests_by_route_and_status_and_time_them(client: TestCl
     ok = 'http_requests_total{method="POST",route="/predict",status="200"}'
     bad = 'http_requests_total{method="POST",route="/predict",status="422"}'
     other = 'http_requests_total{method="GET",route="other",status="404"}'
+    made_up = 'http_requests_total{method="other",route="other",status="404"}'
     before = client.get("/metrics").text
     predict(client, {"instances": [SETOSA, VIRGINICA, SETOSA]})
     predict(client, {"instances": [[1.0]]})
     client.get("/wp-admin/../random")
+    for method in ("BREW", "PROPFIND", "X-SCAN"):  # made-up methods share one series
+        client.request(method, "/nope")
     response = client.get("/metrics")
     after = response.text
 
@@ -228,6 +231,7 @@ def test_metrics_count_requests_by_route_and_status_and_time_them(client: TestCl
     assert sample(after, ok) == sample(before, ok) + 1
     assert sample(after, bad) == sample(before, bad) + 1
     assert sample(after, other) == sample(before, other) + 1
+    assert sample(after, made_up) == sample(before, made_up) + 3
     assert sample(after, "model_predictions_total") == sample(before, "model_predictions_total") + 3
     count = 'http_request_duration_seconds_count{method="POST",route="/predict"}'
     assert sample(after, count) == sample(before, count) + 2

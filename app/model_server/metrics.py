@@ -54,11 +54,12 @@ def route_of(path: str) -> str:
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
+    if method not in METHODS:
+        method = OTHER_ROUTE
     key = (method, route, status)
     children = _children.get(key)
     if children is None:  # labels() takes a lock and builds a tuple each time: look each series up once
-        label = method if method in METHODS else OTHER_ROUTE
-        children = _children[key] = (LATENCY.labels(label, route), REQUESTS.labels(label, route, str(status)))
+        children = _children[key] = (LATENCY.labels(method, route), REQUESTS.labels(method, route, str(status)))
     children[0].observe(seconds)
     children[1].inc()
 
