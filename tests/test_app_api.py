@@ -260,3 +260,26 @@ def test_training_is_reproducible(model_dir: Path, tmp_path: Path) -> None:
     info = train(tmp_path)
     assert info.model_sha256 == json.loads((model_dir / METADATA_FILE).read_text())["model_sha256"]
     assert info.test_accuracy >= 0.9
+
+
+def test_latencies_counted_between_publications_land_in_the_histogram_as_observe_would_put_them() -> None:
+    from model_server import metrics  # noqa: PLC0415
+
+    def samples() -> dict[str, float]:
+        text = metrics.render()[0].decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("http_request_duration_seconds") and 'route="/metrics"' in line
+                and 'method="PUT"' in line}
+
+    before = samples()
+    for seconds in (0.003, 0.003, 0.0251, 99.0):
+        metrics.observe("PUT", "/metrics", 405, seconds)
+    after = samples()
+
+    def delta(name: str) -> float:
+        return after[name] - before.get(name, 0.0)
+
+    bucket = 'http_request_duration_seconds_bucket{le="%s",method="PUT",route="/metrics"}'
+    assert [delta(bucket % le) for le in ("0.0025", "0.005", "0.025", "0.05", "10.0", "+Inf")] == [0, 2, 2, 3, 3, 4]
+    assert delta('http_request_duration_seconds_count{method="PUT",route="/metrics"}') == 4
+    assert delta('http_request_duration_seconds_sum{method="PUT",route="/metrics"}') == pytest.approx(99.0311)

@@ -183,10 +183,11 @@ def test_serves_with_a_read_only_root_and_writes_only_to_the_scratch_directory(s
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
-    # Every worker writes its samples to the scratch volume and any worker reports the sum.
-    status, text = get(server.url + "/metrics")
-    assert status == 200
-    assert "model_predictions_total 4.0" in text.splitlines()
+    # Every worker writes its samples to the scratch volume (within a second) and any worker reports the sum.
+    deadline = time.monotonic() + 5
+    while "model_predictions_total 4.0" not in (text := get(server.url + "/metrics")[1]).splitlines():
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
 
     # The tmpfs exists only in the server's mount namespace; /proc/<pid>/root shows that view.
     scratch = Path(f"/proc/{server.process.pid}/root") / str(server.scratch).lstrip("/")

@@ -238,6 +238,7 @@ class ModelServer:
                 for task in self._background:
                     task.cancel()
                 self.emf.flush()
+                metrics.publish()
                 if self.runner is not None:
                     self.runner.close()
                 log.info("shut down")
@@ -279,6 +280,7 @@ class ModelServer:
         while True:
             await asyncio.sleep(EMF_SAMPLE_SECONDS)
             try:
+                metrics.publish()
                 metrics.IN_FLIGHT.set(self.in_flight)
                 self.emf.in_flight(metrics.task_in_flight())
                 self.emf.tick()
@@ -387,7 +389,7 @@ class ModelServer:
             if batcher is not None and not submitted:
                 batcher.leave()
         predictions = model.predictions(probabilities)
-        metrics.PREDICTIONS.inc(len(predictions))
+        metrics.predicted(len(predictions))
         info = model.info
         return json_response(200, {
             "model": {"name": info.name, "version": info.version},
