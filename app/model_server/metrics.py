@@ -87,9 +87,9 @@ def publish() -> None:
     for (method, route), latencies in _latencies.items():
         histogram = LATENCY.labels(method, route)
         # Histogram.observe for many values at once: its buckets (+Inf last) and sum, by their own counters.
-        for bucket, count in zip(histogram._buckets, latencies[:-1], strict=True):
-            if count:
-                bucket.inc(count)
+        for bucket, in_bucket in zip(histogram._buckets, latencies[:-1], strict=True):
+            if in_bucket:
+                bucket.inc(in_bucket)
         histogram._sum.inc(latencies[-1])
     _latencies.clear()
     if _predictions[0]:
