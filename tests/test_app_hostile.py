@@ -4,6 +4,7 @@ clients that leave, draining, and a proxy in the environment. Each must get its 
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
 import logging
@@ -55,21 +56,15 @@ def test_the_raw_model_overflows_on_finite_numbers_so_a_limit_is_needed() -> Non
 
 
 def test_the_limits_come_from_the_models_own_scaling() -> None:
-    from sklearn.datasets import load_iris  # noqa: PLC0415
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
-    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
-
-    data = load_iris()
-    limits = {}
-    for factor in (1.0, 1e-100):
-        fitted = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, tol=1e-2))
-        fitted.fit(data.data * factor, data.target)
-        limits[factor] = np.array(feature_limits(fitted))
-    # Same coefficients after scaling: inputs 1e-100 times smaller may only be 1e-100 times as large.
-    assert limits[1e-100] == pytest.approx(limits[1.0] * 1e-100, rel=1e-9)
-    unscaled = LogisticRegression(max_iter=1000, tol=1e-2).fit(data.data, data.target)
-    assert feature_limits(unscaled) is not None  # no scaler: still bounded
+    fitted = model().estimator
+    scaler, classifier = fitted.steps[0][1], fitted.steps[-1][1]
+    limits = np.array(feature_limits(fitted))
+    # The same model for inputs 1e-100 times smaller (the scaler's mean and scale shrink alike): its values may
+    # only be 1e-100 times as large.
+    smaller = copy.deepcopy(fitted)
+    smaller.steps[0][1].mean_, smaller.steps[0][1].scale_ = scaler.mean_ * 1e-100, scaler.scale_ * 1e-100
+    assert np.array(feature_limits(smaller)) == pytest.approx(limits * 1e-100, rel=1e-9)
+    assert feature_limits(classifier) is not None  # no scaler: the coefficients alone still bound the values
     assert feature_limits(object()) is None  # nothing to derive from: the server checks the outputs instead
 
 

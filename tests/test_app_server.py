@@ -31,8 +31,8 @@ from tests.local_http import serving
 
 START_SECONDS = 30
 STOP_SECONDS = 15
-DRAIN_SECONDS = 0.5
-HEADER_TIMEOUT_SECONDS = 0.5
+DRAIN_SECONDS = 0.3
+HEADER_TIMEOUT_SECONDS = 0.3
 KEEPALIVE_SECONDS = 1
 ISOLATE = """
 set -e
@@ -81,6 +81,8 @@ class Server:
     scratch: Path
     isolated: bool
     log: Path
+    silent: socket.socket | None = None  # a connection that never sends anything (see the hostile test)
+    silent_since: float = 0.0
 
     @property
     def url(self) -> str:
@@ -147,6 +149,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     running = request.config.stash.get(EARLY_SERVER, None) or launch(tmp_path_factory.mktemp("server"))
     try:
         wait_until_healthy(running)
+        # Opened now, checked later: the server must close it after KEEPALIVE_SECONDS without a byte from it.
+        running.silent, running.silent_since = socket.create_connection(("127.0.0.1", running.port)), time.monotonic()
         yield running
     finally:
         stop_group(running.process)
@@ -240,8 +244,6 @@ HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/
 def test_hostile_connections_get_their_documented_answer_are_counted_as_such_and_leave_health_at_200(
         server: Server) -> None:
     before = requests_by_status(server)
-    silent = socket.create_connection(("127.0.0.1", server.port), timeout=5)  # connects, then says nothing
-    opened = time.monotonic()
     oversized_head = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 17000 + b"\r\n\r\n")
     assert oversized_head.startswith(b"HTTP/1.1 431 "), oversized_head
     slow_head = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and nothing more
@@ -268,9 +270,11 @@ def test_hostile_connections_get_their_documented_answer_are_counted_as_such_and
         time.sleep(0.05)
     assert {s: n for s, n in delta.items() if s != "200"} == expected
     assert get(server.url + "/health")[0] == 200
-    with silent:  # closed once idle for KEEPALIVE_SECONDS, as a kept-alive connection is
+    assert server.silent is not None
+    with server.silent as silent:  # closed once idle for KEEPALIVE_SECONDS, as a kept-alive connection is
+        silent.settimeout(5)
         assert silent.recv(1) == b""
-        assert time.monotonic() - opened >= KEEPALIVE_SECONDS * 0.9
+        assert time.monotonic() - server.silent_since >= KEEPALIVE_SECONDS * 0.9
     logs = server.logs()
     assert "Traceback" not in logs and "Exception in ASGI application" not in logs, logs
 
