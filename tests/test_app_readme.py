@@ -1,7 +1,7 @@
 """app/README.md says what a fresh clone can run and what the server answers: both are checked here.
 
-The "without Docker" train and serve commands are what tests/test_app_server.py runs for its real server; the
-others (the benchmark, the promotion tool) are run here with --help, from a directory laid out like a fresh
+The "without Docker" serve command is what tests/test_app_server.py runs for its real server; the others (the
+training, the benchmark, the promotion tool) are run here with --help, from a directory laid out like a fresh
 clone, exactly as written otherwise."""
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ NEEDS_DOCKER_OR_CLOUD = ("docker", "curl", "pulumi")
 
 
 def as_help(command: str) -> str:
-    """The command up to its script (`venv/bin/python tools/x.py`), whose arguments may need the cloud."""
+    """The command up to its script or module (`venv/bin/python tools/x.py`, `... -m model_server.train`),
+    without the arguments (which may need the cloud, or write files)."""
     words = shlex.split(command)
-    script = next(i for i, word in enumerate(words) if word.endswith(".py"))
-    return shlex.join(words[:script + 1])
+    end = next(i + 1 if word.endswith(".py") else i + 2 for i, word in enumerate(words) if word.endswith(".py")
+               or word == "-m")
+    return " ".join(words[:end])
 
 
 def test_every_documented_command_runs_from_the_venv_the_install_creates() -> None:
@@ -38,10 +40,11 @@ def test_every_documented_command_runs_from_the_venv_the_install_creates() -> No
 
 def test_each_documented_python_command_runs_as_written(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
-    server = readme_server_commands()
-    runnable = [c for c in readme_commands() if program(c).startswith("venv/bin/") and c not in server]
+    serve = readme_server_commands()[1]
+    runnable = [c for c in readme_commands() if program(c).startswith("venv/bin/") and c != serve]
     assert {program(c) for c in runnable} == {"venv/bin/python"}
-    assert any("app/benchmark.py" in c for c in runnable) and any("tools/promote_image.py" in c for c in runnable)
+    for script in ("-m model_server.train", "app/benchmark.py", "tools/promote_image.py"):
+        assert any(script in c for c in runnable), script
     runs = {command: subprocess.Popen(["sh", "-c", f"{as_help(command)} --help"], cwd=clone, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True) for command in runnable}
     for command, run in runs.items():

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import project_schema
+from model_server.train import train
 from tests.app_support import README_MODEL_DIR, fresh_clone, readme_server_commands
 from tests.local_http import serving
 
@@ -106,25 +107,27 @@ class Server:
 
 
 def launch(workdir: Path) -> Server:
-    """Start the server in the background exactly as app/README.md's "without Docker" commands do (train, then
-    gunicorn), from a directory laid out like a fresh clone; `wait_until_healthy` waits for it."""
+    """Train a model (in this process, whose scikit-learn is loaded already; tests/test_app_readme.py runs the
+    README's train command) and start the server in the background exactly as app/README.md's "without Docker"
+    command does, from a directory laid out like a fresh clone; `wait_until_healthy` waits for it."""
     model_dir, scratch, log = workdir / "model", workdir / "scratch", workdir / "server.log"
+    train(model_dir)
     scratch.mkdir()
     clone = fresh_clone(workdir / "clone")
-    train_command, serve_command = (c.replace(README_MODEL_DIR, str(model_dir)) for c in readme_server_commands())
+    serve_command = readme_server_commands()[1].replace(README_MODEL_DIR, str(model_dir))
     port, isolated = free_port(), _can_isolate()
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": "10",
            "DRAIN_SECONDS": str(DRAIN_SECONDS), "HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_SECONDS),
            "KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS),
            "METRICS_INTERVAL_SECONDS": "1", "MODEL_DIR": str(model_dir), "TMPDIR": str(scratch),
            "HOME": str(workdir / "home"), "PYTHONDONTWRITEBYTECODE": "1",
-           "TRAIN": train_command, "SERVE": serve_command, "ISOLATE": ISOLATE}
+           "SERVE": serve_command, "ISOLATE": ISOLATE}
     for name in ("PROMETHEUS_MULTIPROC_DIR", "PYTHONPATH"):  # the README's commands set what they need
         env.pop(name, None)
     serve = 'exec unshare -m -- sh -c "$ISOLATE" sh sh -c "$SERVE"' if isolated else 'exec sh -c "$SERVE"'
     with log.open("wb") as output:
         # Its own process group, so teardown can stop the workers too even if the master is gone.
-        process = subprocess.Popen(["sh", "-c", f'set -e\neval "$TRAIN"\n{serve}'], env=env, cwd=clone,
+        process = subprocess.Popen(["sh", "-c", serve], env=env, cwd=clone,
                                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     return Server(process, port, scratch, isolated, log)
 
