@@ -190,7 +190,7 @@ def test_serves_with_a_read_only_root_and_writes_only_to_the_scratch_directory(s
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
-    # Every worker writes its samples to the scratch volume (within a second) and any worker reports the sum.
+    # Every worker writes its samples to the scratch volume (within 0.25 s) and any worker reports the sum.
     deadline = time.monotonic() + 5
     while "model_predictions_total 4.0" not in (text := get(server.url + "/metrics")[1]).splitlines():
         assert time.monotonic() < deadline, text

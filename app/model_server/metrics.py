@@ -7,8 +7,9 @@ under the temp directory) and `/metrics` aggregates them, whichever worker answe
 
 Each sample written there takes a lock and a write to a memory-mapped file, four per request, which the
 benchmark measured as a visible share of a request's CPU. So a worker counts requests, latencies and
-predictions in plain Python first and adds them to Prometheus once a second (`publish`, also called before
-this worker renders /metrics): another worker's latest second may be missing from a scrape, never lost.
+predictions in plain Python first and adds them to Prometheus a few times a second (`publish`, also called
+before this worker renders /metrics): another worker's last fraction of a second may be missing from a scrape,
+never lost.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def route_of(path: str) -> str:
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    """Count one answered request (published within a second)."""
+    """Count one answered request (published within PUBLISH_SECONDS of main.py)."""
     if method not in METHODS:
         method = OTHER_ROUTE
     _requests[(method, route, status)] += 1
