@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -130,7 +131,25 @@ def launch(workdir: Path) -> Server:
         # Its own process group, so teardown can stop the workers too even if the master is gone.
         process = subprocess.Popen(["sh", "-c", serve], env=env, cwd=clone,
                                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    return Server(process, port, scratch, isolated, log)
+    running = Server(process, port, scratch, isolated, log)
+    threading.Thread(target=_open_idle_connections, args=(running,), daemon=True).start()
+    return running
+
+
+def _open_idle_connections(running: Server) -> None:
+    """As soon as the server listens, open the two connections the hostile test checks much later, so their
+    timeouts run out while other tests run: one that never sends a byte, one whose request head never ends."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            silent = socket.create_connection(("127.0.0.1", running.port), timeout=1)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        running.silent, running.silent_since = silent, time.monotonic()
+        running.slow = socket.create_connection(("127.0.0.1", running.port), timeout=1)
+        running.slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        return
 
 
 def wait_until_healthy(running: Server) -> None:
@@ -153,10 +172,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     running = request.config.stash.get(EARLY_SERVER, None) or launch(tmp_path_factory.mktemp("server"))
     try:
         wait_until_healthy(running)
-        # Opened now, checked later: the server must close it after KEEPALIVE_SECONDS without a byte from it.
-        running.silent, running.silent_since = socket.create_connection(("127.0.0.1", running.port)), time.monotonic()
-        running.slow = socket.create_connection(("127.0.0.1", running.port))
-        running.slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and nothing more
         yield running
     finally:
         stop_group(running.process)
