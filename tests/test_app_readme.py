@@ -10,9 +10,23 @@ import re
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from model_server.main import ERRORS, largest_valid_body
-from tests.app_support import APP_README, fresh_clone, program, readme_commands, readme_server_commands
+import pytest
+
+from model_server.main import ERRORS, create_app, largest_valid_body
+from model_server.model import load_model
+from tests.app_support import (
+    APP_README,
+    call,
+    fresh_clone,
+    program,
+    readme_commands,
+    readme_server_commands,
+    run,
+    running,
+    trained_model_dir,
+)
 
 # Commands that need Docker or an AWS account: not run here (.ci/run lints the Dockerfile; the stack tests cover
 # what pulumi deploys).
@@ -66,3 +80,20 @@ def test_the_documented_error_answers_are_the_ones_the_server_sends() -> None:
 
 def test_the_documented_default_body_limit_is_the_one_the_server_derives() -> None:
     assert f"{largest_valid_body(4):,} bytes" in APP_README.read_text()
+
+
+@pytest.mark.parametrize(("status", "content_type", "body"), [
+    (400, "application/json", b"{"),
+    (415, "text/plain", b'{"instances": [[1, 2, 3, 4]]}'),
+    (422, "application/json", b'{"instances": []}'),
+])
+def test_the_server_sends_the_documented_error_body(status: int, content_type: str, body: bytes) -> None:
+    """408, 413 and 503 are checked the same way where they are provoked (test_app_hostile.py, test_app_api.py)."""
+    async def scenario() -> tuple[int | None, Any]:
+        async with running(create_app(lambda: load_model(trained_model_dir()))) as server:
+            answer = await call(server, "POST", "/predict", headers={"Content-Type": content_type}, body=body)
+            return answer[0], answer[2]
+
+    answered, payload = run(scenario())
+    detail, lists_errors = ERRORS[status]
+    assert (answered, payload["detail"], "errors" in payload) == (status, detail, lists_errors)
