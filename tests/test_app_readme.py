@@ -63,9 +63,9 @@ def test_each_documented_python_command_runs_as_written(tmp_path: Path) -> None:
         assert any(script in c for c in runnable), script
     runs = {command: subprocess.Popen(["sh", "-c", f"{as_help(command)} --help"], cwd=clone, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True) for command in runnable}
-    for command, run in runs.items():
-        output, _ = run.communicate(timeout=60)
-        assert run.returncode == 0 and output.startswith("usage:"), (command, output)
+    for command, process in runs.items():
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == 0 and output.startswith("usage:"), (command, output)
 
 
 def test_the_documented_error_answers_are_the_ones_the_server_sends() -> None:
