@@ -133,12 +133,13 @@ def score_isolated(model_call: Callable[[Any], Any], batch: list[Any]) -> tuple[
             outcomes.append(outcome)
             calls += sizes
         return outcomes, calls
+    all_finite = bool(np.isfinite(probabilities).all())  # one check for the batch: the usual case
     outcomes, start = [], 0
     for rows in batch:
         mine = probabilities[start:start + len(rows)]
         start += len(rows)
         try:
-            outcomes.append((check_finite(mine), None))
+            outcomes.append((mine if all_finite else check_finite(mine), None))
         except UnscorableError as error:
             outcomes.append((None, error))
     return outcomes, calls
