@@ -46,7 +46,6 @@ MAX_LISTED_ERRORS = 10
 RETRY_AFTER_SECONDS = "5"
 DEFAULT_PREDICT_WAIT_SECONDS = 10.0
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
-SMALL_REQUEST_ROWS = 8
 DISCARD_BYTES = 4 << 20  # the largest refused body still read (and dropped) so that its sender sees the 413
 # The longest JSON a float64 can need (sign, 17 significant digits, exponent): the widest valid value.
 WIDEST_NUMBER = -2.2250738585072014e-308
@@ -462,12 +461,8 @@ class ModelServer:
             raise ClientError(422, f"each instance must have {features} values, in this order: "
                                    + ", ".join(model.info.feature_names), wrong)
         rows = np.asarray(payload.instances, dtype=np.float64)
-        limits, feature_limits = model.limits_array, model.feature_limits
-        # A few rows are compared in plain Python: three numpy calls on a tiny array cost more than that.
-        if limits is not None and feature_limits is not None and (
-                any(abs(value) > limit for row in payload.instances
-                    for value, limit in zip(row, feature_limits, strict=True))
-                if len(rows) <= SMALL_REQUEST_ROWS else (np.abs(rows) > limits).any()):
+        limits = model.limits_array
+        if limits is not None:
             beyond = np.abs(rows) > limits
             if beyond.any():
                 names = model.info.feature_names
