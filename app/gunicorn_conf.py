@@ -1,15 +1,17 @@
 """gunicorn settings for the model server: `gunicorn --config gunicorn_conf.py 'model_server.main:create_app()'`.
 
 gunicorn supervises one uvicorn worker process per vCPU (model_server/workers.py) and restarts any that dies.
-On SIGTERM it stops accepting connections, lets every worker finish its in-flight requests for up to
-GRACEFUL_TIMEOUT seconds, then exits; keep that below the task's containerStopTimeoutSeconds (ECS sends
-SIGKILL when that runs out). The server writes only under the temp directory (TMPDIR, default /tmp: the
-task's scratch volume), so it runs with a read-only root filesystem.
+On SIGTERM each worker answers /health with 503 for DRAIN_SECONDS while still serving, then stops accepting
+and finishes its in-flight requests; gunicorn allows GRACEFUL_TIMEOUT seconds for all of it, then exits. Keep
+that below the task's containerStopTimeoutSeconds (ECS sends SIGKILL when that runs out). The server writes
+only under the temp directory (TMPDIR, default /tmp: the task's scratch volume), so it runs with a read-only
+root filesystem.
 
 Environment (all optional): PORT (8080), HOST (0.0.0.0), WEB_CONCURRENCY (workers), GRACEFUL_TIMEOUT (20 s),
-WORKER_TIMEOUT (60 s), KEEPALIVE_SECONDS (130 s: above the ALB idle timeout, or the ALB may reuse a
-connection the server is closing and answer 502), LOG_LEVEL (info), ACCESS_LOG (false),
-PROMETHEUS_MULTIPROC_DIR (default: a directory under the temp directory).
+DRAIN_SECONDS (5 s, below GRACEFUL_TIMEOUT), WORKER_TIMEOUT (60 s), KEEPALIVE_SECONDS (130 s: above the ALB
+idle timeout, or the ALB may reuse a connection the server is closing and answer 502; also how long a new
+connection may stay silent), LOG_LEVEL (info), ACCESS_LOG (false), PROMETHEUS_MULTIPROC_DIR (default: a
+directory under the temp directory). The app's and the worker's own variables: app/README.md.
 """
 
 import os
@@ -18,12 +20,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from model_server.worker import DEFAULT_DRAIN_SECONDS
 from model_server.workers import worker_count
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8080'))}"
 workers = worker_count()
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "model_server.worker.ModelServerWorker"
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
+drain_seconds = float(os.environ.get("DRAIN_SECONDS", "") or DEFAULT_DRAIN_SECONDS)
+if not 0 <= drain_seconds < graceful_timeout:
+    raise SystemExit(f"DRAIN_SECONDS={drain_seconds:g} must be at least 0 and below GRACEFUL_TIMEOUT="
+                     f"{graceful_timeout}: the drain is part of the graceful shutdown")
 timeout = int(os.environ.get("WORKER_TIMEOUT", "60"))
 keepalive = int(os.environ.get("KEEPALIVE_SECONDS", "130"))
 loglevel = os.environ.get("LOG_LEVEL", "info")

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
+from model_server.batching import BatchSettings
 from model_server.main import MAX_INSTANCES, Readiness, create_app
 from model_server.model import METADATA_FILE, MODEL_FILE, LoadedModel, ModelLoadError, load_model
 from model_server.train import train
+from tests.app_support import trained_model_dir
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
@@ -22,15 +24,14 @@ HEALTH_WAIT_SECONDS = 10
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model")
-    train(path)
-    return path
+def model_dir() -> Path:
+    return trained_model_dir()
 
 
 @pytest.fixture(scope="module")
 def client(model_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(lambda: load_model(model_dir), max_body_bytes=64 * 1024)) as test_client:
+    with TestClient(create_app(lambda: load_model(model_dir), max_body_bytes=64 * 1024,
+                               batch=BatchSettings(max_size=1))) as test_client:
         wait_until_healthy(test_client)
         yield test_client
 
@@ -216,10 +217,13 @@ def test_metrics_count_requests_by_route_and_status_and_time_them(client: TestCl
     ok = 'http_requests_total{method="POST",route="/predict",status="200"}'
     bad = 'http_requests_total{method="POST",route="/predict",status="422"}'
     other = 'http_requests_total{method="GET",route="other",status="404"}'
+    made_up = 'http_requests_total{method="other",route="other",status="404"}'
     before = client.get("/metrics").text
     predict(client, {"instances": [SETOSA, VIRGINICA, SETOSA]})
     predict(client, {"instances": [[1.0]]})
     client.get("/wp-admin/../random")
+    for method in ("BREW", "PROPFIND", "X-SCAN"):  # made-up methods share one series
+        client.request(method, "/nope")
     response = client.get("/metrics")
     after = response.text
 
@@ -227,6 +231,7 @@ def test_metrics_count_requests_by_route_and_status_and_time_them(client: TestCl
     assert sample(after, ok) == sample(before, ok) + 1
     assert sample(after, bad) == sample(before, bad) + 1
     assert sample(after, other) == sample(before, other) + 1
+    assert sample(after, made_up) == sample(before, made_up) + 3
     assert sample(after, "model_predictions_total") == sample(before, "model_predictions_total") + 3
     count = 'http_request_duration_seconds_count{method="POST",route="/predict"}'
     assert sample(after, count) == sample(before, count) + 2
@@ -255,3 +260,26 @@ def test_training_is_reproducible(model_dir: Path, tmp_path: Path) -> None:
     info = train(tmp_path)
     assert info.model_sha256 == json.loads((model_dir / METADATA_FILE).read_text())["model_sha256"]
     assert info.test_accuracy >= 0.9
+
+
+def test_latencies_counted_between_publications_land_in_the_histogram_as_observe_would_put_them() -> None:
+    from model_server import metrics  # noqa: PLC0415
+
+    def samples() -> dict[str, float]:
+        text = metrics.render()[0].decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("http_request_duration_seconds") and 'route="/metrics"' in line
+                and 'method="PUT"' in line}
+
+    before = samples()
+    for seconds in (0.003, 0.003, 0.0251, 99.0):
+        metrics.observe("PUT", "/metrics", 405, seconds)
+    after = samples()
+
+    def delta(name: str) -> float:
+        return after[name] - before.get(name, 0.0)
+
+    bucket = 'http_request_duration_seconds_bucket{le="%s",method="PUT",route="/metrics"}'
+    assert [delta(bucket % le) for le in ("0.0025", "0.005", "0.025", "0.05", "10.0", "+Inf")] == [0, 2, 2, 3, 3, 4]
+    assert delta('http_request_duration_seconds_count{method="PUT",route="/metrics"}') == 4
+    assert delta('http_request_duration_seconds_sum{method="PUT",route="/metrics"}') == pytest.approx(99.0311)

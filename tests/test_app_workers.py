@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,21 @@ def test_the_task_cpu_limit_comes_from_ecs_task_metadata(metadata_server: tuple[
     assert ecs_task_cpu_limit(env) is None
     assert ecs_task_cpu_limit({}) is None
     assert ecs_task_cpu_limit({"ECS_CONTAINER_METADATA_URI_V4": url + "/missing"}) is None
+
+
+@pytest.mark.parametrize(("drain", "graceful", "refused"), [("5", "20", False), ("0", "20", False),
+                                                          ("20", "20", True), ("30", "20", True), ("-1", "20", True)])
+def test_the_drain_must_fit_in_the_graceful_shutdown(drain: str, graceful: str, refused: bool,
+                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Everything gunicorn_conf.py writes to the environment is set here first, so monkeypatch restores it.
+    for name, value in {"DRAIN_SECONDS": drain, "GRACEFUL_TIMEOUT": graceful, "WEB_CONCURRENCY": "1",
+                        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "MODEL_SERVER_READY_DIR": "",
+                        "MODEL_SERVER_WORKERS": ""}.items():
+        monkeypatch.setenv(name, value)
+    conf = Path(__file__).resolve().parent.parent / "app" / "gunicorn_conf.py"
+    if refused:
+        with pytest.raises(SystemExit, match=f"DRAIN_SECONDS={float(drain):g} must be at least 0 and below "
+                                             f"GRACEFUL_TIMEOUT={graceful}"):
+            runpy.run_path(str(conf))
+    else:
+        assert runpy.run_path(str(conf))["drain_seconds"] == float(drain)

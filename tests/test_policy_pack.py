@@ -138,10 +138,12 @@ def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[analyzer_pb2_
         yield stub
 
 
+@pytest.mark.integration  # a subprocess: run by .ci/run (pytest -m integration)
 def test_cli_loads_the_pack_with_every_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     assert_serves_every_policy(analyzer)
 
 
+@pytest.mark.integration  # a subprocess: run by .ci/run (pytest -m integration)
 def test_served_pack_reports_what_the_tests_evaluate(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     """dev stack, dev config: the server's diagnostics equal the in-process evaluation, level for level."""
     assert assert_serves_what_the_tests_evaluate(analyzer, program("dev").resources)

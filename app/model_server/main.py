@@ -1,14 +1,19 @@
-"""The HTTP API: GET /health, POST /predict, GET /metrics.
+"""The HTTP API: GET /health, POST /predict, GET /metrics, as a plain ASGI app.
+
+No web framework: three routes do not need one, and every layer between the socket and the model costs
+latency (app/benchmark.py compares this app with a bare ASGI app doing the same work, in the same run).
 
 The model loads in a background thread once the process starts serving, so /health can answer 503 while it
 loads and 200 once it has loaded (the ALB and container health checks route traffic only to a loaded task).
 Under gunicorn each worker loads its own copy, and /health answers for the whole task: 200 only when every
 worker has loaded (each marks itself ready in a shared directory on the scratch volume). A request that
 reaches a worker still loading (one gunicorn just restarted) waits for the model, up to PREDICT_WAIT_SECONDS.
+Once SIGTERM has arrived (model_server/worker.py), /health answers 503 "draining" while requests finish.
 
-POST /predict reads a bounded JSON body, validates it with pydantic and answers every client mistake with a
-4xx and a message saying what is wrong: 400 malformed JSON, 413 body too large, 415 not JSON, 422 valid JSON
-of the wrong shape; 503 when the model is not loaded (yet, or at all).
+POST /predict answers every client mistake with a 4xx whose JSON body says what is wrong (ERRORS lists them),
+checks the cheap things first (declared length, bracket and comma counts) so a hostile body costs little,
+and never sends a non-finite number: values beyond what the model can score are refused (model.py derives
+the limits), and a model output that is not finite anyway is a 422 for that request only.
 
 gunicorn starts it with `model_server.main:create_app()` (see gunicorn_conf.py).
 """
@@ -17,34 +22,59 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from model_server import metrics
+from model_server.batching import Batcher, BatchSettings, Runner, UnscorableError, check_finite
+from model_server.emf import EmfPublisher
 from model_server.model import LoadedModel, load_model
 
 DEFAULT_MODEL_DIR = "/opt/model"
 MAX_INSTANCES = 1000
-DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: 1000 rows of a few features fit many times over
 MAX_LISTED_ERRORS = 10
 RETRY_AFTER_SECONDS = "5"
 DEFAULT_PREDICT_WAIT_SECONDS = 10.0
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+DISCARD_BYTES = 4 << 20  # the largest refused body still read (and dropped) so that its sender sees the 413
+# The longest JSON a float64 can need (sign, 17 significant digits, exponent): the widest valid value.
+WIDEST_NUMBER = -2.2250738585072014e-308
+# Set in the scope by model_server/worker.py when the HTTP layer answered the request itself.
+ANSWERED = "model_server.answered"
 # Set by gunicorn_conf.py: where workers mark themselves ready, and how many there are.
 READY_DIR_ENV, WORKERS_ENV = "MODEL_SERVER_READY_DIR", "MODEL_SERVER_WORKERS"
+PUBLISH_SECONDS = 0.25  # Prometheus counts reach /metrics within this (see metrics.py)
+EMF_SAMPLE_SECONDS = 1.0
+
+# Every error /predict answers, by status: the body's "detail" and whether it lists "errors" (loc, msg, type).
+# app/README.md documents this table and a test checks the server against it.
+ERRORS: dict[int, tuple[str, bool]] = {
+    400: ("the body is not valid JSON", True),
+    408: ("the body did not arrive within {timeout:g} s", False),
+    413: ("the body is larger than {limit} bytes; send at most 1000 instances per request", False),
+    415: ("send the body as JSON with the header Content-Type: application/json", False),
+    422: ('the body must be {"instances": [[number, ...], ...]} with 1 to 1000 rows of finite numbers', True),
+    503: ("the model is not loaded yet", False),
+}
+
+UNSCORABLE = "the model cannot score these instances"
 
 log = logging.getLogger("model_server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
@@ -57,19 +87,53 @@ class PredictRequest(BaseModel):
                                                 description="One row of numbers per instance to classify.")
 
 
-class PredictionOut(BaseModel):
-    label: str
-    probabilities: dict[str, float]
+@functools.cache
+def largest_valid_body(feature_count: int) -> int:
+    """Bytes of the largest valid request, in json.dumps's layout with the widest numbers, doubled for any
+    other layout (indentation, spaces): the default body limit, 212,030 bytes for the reference model's 4 features."""
+    widest = {"instances": [[WIDEST_NUMBER] * feature_count] * MAX_INSTANCES}
+    return 2 * len(json.dumps(widest))
 
 
-class ModelOut(BaseModel):
-    name: str
-    version: str
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    async def send(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status,
+                    "headers": [(b"content-type", self.content_type),
+                                (b"content-length", str(len(self.body)).encode()), *self.headers]})
+        await send({"type": "http.response.body", "body": self.body})
 
 
-class PredictResponse(BaseModel):
-    model: ModelOut
-    predictions: list[PredictionOut]
+def json_response(status: int, payload: Any, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Response:
+    return Response(status, json.dumps(payload).encode(), headers=headers)
+
+
+class ClientError(Exception):
+    """A request the server will not serve, answered with `status` and a message saying why."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+                 headers: tuple[tuple[bytes, bytes], ...] = ()):
+        super().__init__(detail)
+        self.status, self.detail, self.errors, self.headers = status, detail, errors, headers
+
+    def response(self) -> Response:
+        body: dict[str, Any] = {"detail": self.detail}
+        if self.errors:
+            body["errors"] = self.errors[:MAX_LISTED_ERRORS]
+        return json_response(self.status, body, self.headers)
+
+
+class ClientGoneError(Exception):
+    """The client closed the connection before its request had arrived: there is no one to answer."""
+
+
+CLOSE = ((b"connection", b"close"),)
+RETRY = ((b"retry-after", RETRY_AFTER_SECONDS.encode()),)
 
 
 @dataclass
@@ -104,37 +168,6 @@ class Readiness:
             return 0
 
 
-def _problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
-             headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"detail": detail}
-    if errors:
-        body["errors"] = errors
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-class ClientError(Exception):
-    """A request the server will not serve, answered with `status` and a message saying why."""
-
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None):
-        super().__init__(detail)
-        self.status, self.detail, self.errors, self.headers = status, detail, errors, headers
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = ClientError(413, f"the body is larger than {limit} bytes; send at most {MAX_INSTANCES} "
-                                 "instances per request")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
-
-
 def _is_json(content_type: str) -> bool:
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
@@ -146,21 +179,11 @@ def _validation_errors(error: ValidationError) -> list[dict[str, Any]]:
             for e in error.errors(include_url=False)[:MAX_LISTED_ERRORS]]
 
 
-def _parse(body: bytes, model: LoadedModel) -> PredictRequest:
-    try:
-        payload = PredictRequest.model_validate_json(body)
-    except ValidationError as error:
-        if any(e["type"] == "json_invalid" for e in error.errors()):
-            raise ClientError(400, "the body is not valid JSON", _validation_errors(error)) from None
-        raise ClientError(422, 'the body must be {"instances": [[number, ...], ...]} with 1 to '
-                               f"{MAX_INSTANCES} rows of finite numbers", _validation_errors(error)) from None
-    expected = model.feature_count
-    wrong = [{"loc": ["instances", i], "msg": f"has {len(row)} values, expected {expected}", "type": "feature_count"}
-             for i, row in enumerate(payload.instances) if len(row) != expected]
-    if wrong:
-        raise ClientError(422, f"each instance must have {expected} values, in this order: "
-                               + ", ".join(model.info.feature_names), wrong[:MAX_LISTED_ERRORS])
-    return payload
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
 
 
 def _configure_logging() -> None:
@@ -172,26 +195,68 @@ def _configure_logging() -> None:
         log.propagate = False
 
 
-def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: int | None = None,
-               readiness: Readiness | None = None, predict_wait_seconds: float | None = None) -> FastAPI:
-    """The ASGI app. `loader` defaults to loading MODEL_DIR (default /opt/model, where the image trains it)."""
-    _configure_logging()
-    if loader is None:
-        model_dir = Path(os.environ.get("MODEL_DIR", DEFAULT_MODEL_DIR))
+class ModelServer:
+    """The ASGI app (see the module docstring); `create_app` builds it from the environment."""
 
-        def loader() -> LoadedModel:
-            return load_model(model_dir)
+    def __init__(self, loader: Callable[[], LoadedModel], max_body_bytes: int | None, readiness: Readiness,
+                 predict_wait_seconds: float, batch: BatchSettings, emf: EmfPublisher,
+                 body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS):
+        self.loader, self.max_body_bytes, self.readiness = loader, max_body_bytes, readiness
+        self.predict_wait, self.batch_settings, self.emf = predict_wait_seconds, batch, emf
+        self.body_timeout = body_timeout_seconds
+        self.state = ModelState()
+        self.draining = False
+        self.runner: Runner | None = None
+        self.batcher: Batcher | None = None
+        self.in_flight = 0  # requests this process is handling
+        self._reading: dict[asyncio.Task[Any], float] = {}  # requests reading their body, by deadline
+        self._overdue: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[None]] = []
 
-    body_limit = max_body_bytes or int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
-    predict_wait = (float(os.environ.get("PREDICT_WAIT_SECONDS", DEFAULT_PREDICT_WAIT_SECONDS))
-                    if predict_wait_seconds is None else predict_wait_seconds)
-    readiness = readiness or Readiness.from_environment()
-    state = ModelState()
+    def drain(self) -> None:
+        """SIGTERM arrived: /health answers 503 from now on, while requests in flight finish."""
+        self.draining = True
 
-    async def load() -> None:
+    # --- ASGI entry points -------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                metrics.MODEL_LOADED.set(0)
+                self.state.settled = asyncio.Event()
+                self._background = [asyncio.create_task(self._load()), asyncio.create_task(self._publish()),
+                                    asyncio.create_task(self._expire_slow_bodies())]
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                # The server has stopped accepting and finished the requests in flight by now.
+                for task in self._background:
+                    task.cancel()
+                self.emf.flush()
+                metrics.publish()
+                if self.runner is not None:
+                    self.runner.close()
+                log.info("shut down")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _load(self) -> None:
+        state = self.state
         started = time.perf_counter()
+
+        def load_and_measure() -> LoadedModel:
+            model = self.loader()
+            model.calibrate()
+            return model
+
         try:
-            model = await run_in_threadpool(loader)
+            model = await asyncio.to_thread(load_and_measure)
         except Exception as error:  # any failure keeps /health at 503 with the reason, and is logged
             state.error = f"{type(error).__name__}: {error}"
             log.error("model failed to load: %s", state.error)
@@ -199,76 +264,239 @@ def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: 
         finally:
             if state.settled is not None:
                 state.settled.set()
+        self.runner = Runner(model, self.batch_settings.inline_max_ms, self.emf.batch_size)
+        self.batcher = Batcher(self.runner, self.batch_settings) if self.batch_settings.enabled else None
         state.model, state.load_seconds = model, round(time.perf_counter() - started, 3)
         metrics.MODEL_LOADED.set(1)
-        readiness.mark_ready()
-        log.info("model %s v%s loaded in %.3f s", model.info.name, model.info.version, state.load_seconds)
+        self.readiness.mark_ready()
+        per_call, per_row = model.cost_ms
+        log.info("model %s v%s loaded in %.3f s; one call costs %.3f ms + %.4f ms per row, run on the loop up to "
+                 "%g ms; batching %s", model.info.name, model.info.version, state.load_seconds, per_call, per_row,
+                 self.batch_settings.inline_max_ms,
+                 f"up to {self.batch_settings.max_size} instances, {self.batch_settings.max_wait_ms:g} ms"
+                 if self.batch_settings.enabled else "off")
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        metrics.MODEL_LOADED.set(0)
-        state.settled = asyncio.Event()
-        loading = asyncio.create_task(load())
-        yield
-        # Shutdown: the server has stopped accepting and finished in-flight requests by now.
-        if not loading.done():
-            loading.cancel()
-        log.info("shut down")
+    async def _publish(self) -> None:
+        """Publish this worker's counts to Prometheus every PUBLISH_SECONDS; every EMF_SAMPLE_SECONDS also its
+        requests in flight, and sample the task's for EMF, which writes its line when due."""
+        sampled = time.monotonic()
+        while True:
+            await asyncio.sleep(PUBLISH_SECONDS)
+            try:
+                metrics.publish()
+                if time.monotonic() - sampled >= EMF_SAMPLE_SECONDS:
+                    sampled = time.monotonic()
+                    metrics.IN_FLIGHT.set(self.in_flight)
+                    self.emf.in_flight(metrics.task_in_flight())
+                    self.emf.tick()
+            except Exception:  # metrics must never take the server down
+                log.exception("publishing metrics failed")
 
-    app = FastAPI(title="model server", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.model_state = state
+    async def _expire_slow_bodies(self) -> None:
+        """Cancel the requests whose body is overdue (cheaper than a timer per request: see _read_body)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.body_timeout / 4))
+            now = time.monotonic()
+            for task, deadline in list(self._reading.items()):
+                if now >= deadline and task not in self._overdue:
+                    self._overdue.add(task)
+                    task.cancel()
 
-    @app.get("/health", responses={503: {"description": "The model is loading or failed to load."}})
-    async def health() -> JSONResponse:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method, route = scope["method"], metrics.route_of(scope["path"])
+        status = metrics.CLIENT_CLOSED
+        self.in_flight += 1
+        try:
+            try:
+                response = await self._route(method, route, scope, receive)
+            except ClientError as error:
+                response = error.response()
+            except ClientGoneError:
+                if ANSWERED in scope:  # the HTTP layer answered it (and counted it) when the body broke the protocol
+                    status = 0
+                    return
+                log.info("%s %s: the client closed the connection before sending the whole request",
+                         method, scope["path"])
+                return
+            except Exception:
+                log.exception("unhandled error in %s %s", method, scope["path"])
+                response = json_response(500, {"detail": "internal error"})
+            status = response.status
+            await response.send(send)
+        finally:
+            self.in_flight -= 1
+            if status:
+                metrics.observe(method, route, status, time.perf_counter() - started)
+
+    async def _route(self, method: str, route: str, scope: Scope, receive: Receive) -> Response:
+        allowed = {"/health": "GET", "/predict": "POST", "/metrics": "GET"}.get(route)
+        if allowed is None:
+            return json_response(404, {"detail": "Not Found"})
+        if method != allowed and not (method == "HEAD" and allowed == "GET"):
+            return json_response(405, {"detail": "Method Not Allowed"}, ((b"allow", allowed.encode()),))
+        if route == "/predict":
+            return await self._predict(scope, receive)
+        if route == "/health":
+            return self._health()
+        content, content_type = metrics.render()
+        return Response(200, content, content_type.encode())
+
+    # --- routes ------------------------------------------------------------------------------------------------
+
+    def _health(self) -> Response:
+        state = self.state
+        if self.draining:
+            return json_response(503, {"status": "draining"}, CLOSE)
         if state.error is not None:
-            return JSONResponse({"status": "failed", "detail": state.error}, status_code=503)
-        ready = readiness.ready_workers()
-        if state.model is None or ready < readiness.workers:
-            return JSONResponse({"status": "loading", "workers_ready": ready if state.model else 0,
-                                 "workers": readiness.workers},
-                                status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+            return json_response(503, {"status": "failed", "detail": state.error})
+        ready = self.readiness.ready_workers()
+        if state.model is None or ready < self.readiness.workers:
+            return json_response(503, {"status": "loading", "workers_ready": ready if state.model else 0,
+                                       "workers": self.readiness.workers}, RETRY)
         info = state.model.info
-        return JSONResponse({"status": "ok", "model": {"name": info.name, "version": info.version},
-                             "features": list(info.feature_names), "classes": list(info.class_names),
-                             "workers": readiness.workers})
+        return json_response(200, {"status": "ok", "model": {"name": info.name, "version": info.version},
+                                   "features": list(info.feature_names), "classes": list(info.class_names),
+                                   "workers": self.readiness.workers})
 
-    request_schema = {"content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
-                      "required": True}
-
-    @app.post("/predict", response_model=PredictResponse, openapi_extra={"requestBody": request_schema},
-              responses={400: {"description": "Malformed JSON"}, 413: {"description": "Body too large"},
-                         415: {"description": "Not JSON"}, 422: {"description": "Wrong shape or values"},
-                         503: {"description": "Model not loaded"}})
-    async def predict(request: Request) -> Response:
+    async def _predict(self, scope: Scope, receive: Receive) -> Response:
+        state = self.state
         if state.model is None and state.settled is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.settled.wait(), predict_wait)
-        model = state.model
-        if model is None:
-            raise ClientError(503, "the model is not loaded yet", headers={"Retry-After": RETRY_AFTER_SECONDS})
-        if not _is_json(request.headers.get("content-type", "")):
-            raise ClientError(415, "send the body as JSON with the header Content-Type: application/json")
-        payload = _parse(await _read_body(request, body_limit), model)
-        predictions = await run_in_threadpool(model.predict, payload.instances)
-        metrics.PREDICTIONS.inc(len(predictions))
-        response = PredictResponse(
-            model=ModelOut(name=model.info.name, version=model.info.version),
-            predictions=[PredictionOut(label=p.label, probabilities=p.probabilities) for p in predictions])
-        return Response(response.model_dump_json(), media_type="application/json")
+                await asyncio.wait_for(state.settled.wait(), self.predict_wait)
+        model, runner = state.model, self.runner
+        if model is None or runner is None:
+            raise ClientError(503, ERRORS[503][0], headers=RETRY)
+        if not _is_json(_header(scope, b"content-type")):
+            raise ClientError(415, ERRORS[415][0])
+        batcher = self.batcher
+        if batcher is not None:
+            batcher.arrive()
+        submitted = False
+        try:
+            body = await self._read_body(scope, receive, model)
+            rows = self._rows(body, model)
+            started = time.perf_counter()
+            try:
+                if batcher is not None:
+                    submitted = True
+                    probabilities = await batcher.score(rows)
+                else:
+                    probabilities = check_finite(await runner.probabilities(rows))
+            except UnscorableError as error:
+                raise ClientError(422, UNSCORABLE, [{"loc": ["instances", i], "msg": "the model's output is not finite",
+                                                     "type": "unscorable"} for i in error.rows]) from None
+            except ValueError as error:  # the model refused finite, well-formed rows (scikit-learn's own checks)
+                raise ClientError(422, UNSCORABLE, [{"loc": ["instances"], "msg": str(error)[:200],
+                                                     "type": "unscorable"}]) from None
+            self.emf.latency_ms((time.perf_counter() - started) * 1000)
+        finally:
+            if batcher is not None and not submitted:
+                batcher.leave()
+        predictions = model.predictions(probabilities)
+        metrics.predicted(len(predictions))
+        info = model.info
+        return json_response(200, {
+            "model": {"name": info.name, "version": info.version},
+            "predictions": [{"label": p.label, "probabilities": p.probabilities} for p in predictions]})
 
-    @app.get("/metrics", response_class=Response)
-    async def prometheus_metrics() -> Response:
-        content, content_type = metrics.render()
-        return Response(content, media_type=content_type)
+    def body_limit(self, model: LoadedModel) -> int:
+        return self.max_body_bytes or largest_valid_body(model.feature_count)
 
-    @app.exception_handler(ClientError)
-    async def client_error(_: Request, error: ClientError) -> JSONResponse:
-        return _problem(error.status, error.detail, error.errors, error.headers)
+    async def _read_body(self, scope: Scope, receive: Receive, model: LoadedModel) -> bytes:
+        limit = self.body_limit(model)
+        detail = ERRORS[413][0].format(limit=limit)
+        declared = _header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > limit:
+            # Answered before reading any of it. Closing at once while the client still sends makes its TCP stack
+            # reset the connection, and the client (or the ALB, as a 502) may never see the 413: a body of up to
+            # DISCARD_BYTES is left to the HTTP layer to read and drop (in C, cheaply), a larger one is cut off.
+            raise ClientError(413, detail, headers=CLOSE if int(declared) > DISCARD_BYTES else ())
+        too_large = ClientError(413, detail, headers=CLOSE)  # sent without a length: no telling where it ends
+        body = bytearray()
+        task = asyncio.current_task()
+        assert task is not None
+        self._reading[task] = time.monotonic() + self.body_timeout  # _expire_slow_bodies enforces it
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGoneError
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    raise too_large
+                if not message.get("more_body", False):
+                    return bytes(body)
+        except asyncio.CancelledError:
+            if task not in self._overdue:
+                raise
+            task.uncancel()
+            raise ClientError(408, ERRORS[408][0].format(timeout=self.body_timeout), headers=CLOSE) from None
+        finally:
+            del self._reading[task]
+            self._overdue.discard(task)
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=error)
-        return _problem(500, "internal error")
+    def _rows(self, body: bytes, model: LoadedModel) -> Any:
+        """The validated (rows, features) array of a /predict body, or a ClientError saying what is wrong."""
+        import numpy as np  # noqa: PLC0415
 
-    app.add_middleware(metrics.MetricsMiddleware)
-    return app
+        features = model.feature_count
+        shape = ERRORS[422][0]
+        # Cheap counts first: a valid body has one '[' per row plus one, and fewer commas than values. Any body
+        # beyond either is invalid whatever else it holds, so a body of empty rows is refused without parsing.
+        if body.count(b"[") > MAX_INSTANCES + 1 or body.count(b",") > MAX_INSTANCES * features:
+            raise ClientError(422, shape, [{"loc": ["instances"], "type": "too_long",
+                                            "msg": f"should have at most {MAX_INSTANCES} rows of {features} values; "
+                                                   "the body holds more"}])
+        try:
+            payload = PredictRequest.model_validate_json(body)
+        except ValidationError as error:
+            if any(e["type"] == "json_invalid" for e in error.errors()):
+                raise ClientError(400, ERRORS[400][0], _validation_errors(error)) from None
+            raise ClientError(422, shape, _validation_errors(error)) from None
+        wrong = [{"loc": ["instances", i], "msg": f"has {len(row)} values, expected {features}",
+                  "type": "feature_count"}
+                 for i, row in enumerate(payload.instances) if len(row) != features]
+        if wrong:
+            raise ClientError(422, f"each instance must have {features} values, in this order: "
+                                   + ", ".join(model.info.feature_names), wrong)
+        rows = np.asarray(payload.instances, dtype=np.float64)
+        limits = model.limits_array
+        if limits is not None:
+            beyond = np.abs(rows) > limits
+            if beyond.any():
+                names = model.info.feature_names
+                raise ClientError(422, "values too large for the model to score (its scores would overflow): "
+                                       "each |value| must be at most " + ", ".join(
+                                           f"{name} {limit:.3g}" for name, limit in zip(names, limits, strict=True)),
+                                  [{"loc": ["instances", int(i), int(j)], "type": "too_large",
+                                    "msg": f"|{rows[i, j]:g}| is above {limits[j]:.3g}, the most {names[j]} can be"}
+                                   for i, j in np.argwhere(beyond)[:MAX_LISTED_ERRORS]])
+        return rows
+
+
+def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: int | None = None,
+               readiness: Readiness | None = None, predict_wait_seconds: float | None = None,
+               batch: BatchSettings | None = None, emf: EmfPublisher | None = None,
+               body_timeout_seconds: float | None = None) -> ModelServer:
+    """The ASGI app. `loader` defaults to loading MODEL_DIR (default /opt/model, where the image trains it);
+    every other argument defaults to its environment variable (app/README.md lists them)."""
+    _configure_logging()
+    env = os.environ
+    if loader is None:
+        model_dir = Path(env.get("MODEL_DIR", DEFAULT_MODEL_DIR))
+
+        def loader() -> LoadedModel:
+            return load_model(model_dir)
+
+    return ModelServer(
+        loader,
+        max_body_bytes or int(env.get("MAX_BODY_BYTES", "0") or 0) or None,
+        readiness or Readiness.from_environment(),
+        float(env.get("PREDICT_WAIT_SECONDS", DEFAULT_PREDICT_WAIT_SECONDS))
+        if predict_wait_seconds is None else predict_wait_seconds,
+        batch or BatchSettings.from_environment(env),
+        emf or EmfPublisher.from_environment(env),
+        float(env.get("BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS))
+        if body_timeout_seconds is None else body_timeout_seconds,
+    )

@@ -1,0 +1,239 @@
+"""Where and how the model runs: on the event loop or a dedicated thread, alone or in adaptive micro-batches.
+
+Where: a call the model's own measurement (`LoadedModel.calibrate`) says is quick runs on the event loop,
+since handing a sub-millisecond call to a thread costs more than the call and lengthens the latency tail; a
+slower one runs on this process's single model thread, so the loop keeps answering /health and reading other
+requests meanwhile. The threshold is PREDICT_INLINE_MAX_MS.
+
+Batching (BATCH_MAX_SIZE instances, BATCH_MAX_WAIT_MS): concurrent requests are scored in one model call and
+answered individually. A request never waits when no other /predict request is in flight in this process (a
+batch of one goes at once); otherwise its batch goes when it holds BATCH_MAX_SIZE instances, when every
+request in flight has joined it, or BATCH_MAX_WAIT_MS after it opened, whichever is first. While the model is
+busy, arriving requests queue and go together as the next batch. Errors stay with their request: a row the
+model cannot score fails only the request that sent it, and a batch whose call raises is scored again one
+request at a time. BATCH_MAX_SIZE 1 turns batching off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_server.model import LoadedModel
+
+DEFAULT_INLINE_MAX_MS = 2.0
+DEFAULT_BATCH_MAX_SIZE = 64
+DEFAULT_BATCH_MAX_WAIT_MS = 2.0
+
+
+class UnscorableError(Exception):
+    """The model answered non-finite probabilities for some rows of one request (their indexes)."""
+
+    def __init__(self, rows: list[int]):
+        super().__init__(f"the model cannot score rows {rows}")
+        self.rows = rows
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_size: int = DEFAULT_BATCH_MAX_SIZE
+    max_wait_ms: float = DEFAULT_BATCH_MAX_WAIT_MS
+    inline_max_ms: float = DEFAULT_INLINE_MAX_MS
+
+    @classmethod
+    def from_environment(cls, env: dict[str, str] | Any) -> BatchSettings:
+        def number(name: str, default: float, minimum: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = float("nan")
+            if not value >= minimum or value == float("inf"):
+                raise ValueError(f"{name}={raw!r} must be a number of at least {minimum:g}")
+            return value
+
+        max_size = number("BATCH_MAX_SIZE", DEFAULT_BATCH_MAX_SIZE, 1)
+        if max_size != int(max_size):
+            raise ValueError(f"BATCH_MAX_SIZE={env.get('BATCH_MAX_SIZE')!r} must be a whole number of at least 1")
+        return cls(int(max_size), number("BATCH_MAX_WAIT_MS", DEFAULT_BATCH_MAX_WAIT_MS, 0),
+                   number("PREDICT_INLINE_MAX_MS", DEFAULT_INLINE_MAX_MS, 0))
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_size > 1
+
+
+@dataclass
+class _Pending:
+    rows: Any  # (n, features) float64 array
+    future: asyncio.Future[Any]
+
+
+@dataclass
+class Runner:
+    """Scores rows with the model: on the loop or on a dedicated thread, by the model's measured cost."""
+
+    model: LoadedModel
+    inline_max_ms: float
+    observe_batch: Callable[[int], None] = lambda rows: None
+    _thread: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False)
+
+    def inline(self, rows: int) -> bool:
+        return self.model.estimated_ms(rows) <= self.inline_max_ms
+
+    def thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        return self._thread
+
+    async def probabilities(self, rows: Any) -> Any:
+        """One request's rows, scored alone (batching off)."""
+        self.observe_batch(len(rows))
+        if self.inline(len(rows)):
+            return self.model.probabilities(rows)
+        return await asyncio.get_running_loop().run_in_executor(self.thread(), self.model.probabilities, rows)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def check_finite(probabilities: Any) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    bad = ~np.isfinite(probabilities).all(axis=1)
+    if bad.any():
+        raise UnscorableError([int(i) for i in np.flatnonzero(bad)])
+    return probabilities
+
+
+Outcome = tuple[Any, BaseException | None]  # (probabilities, None) or (None, the request's error)
+
+
+def score_isolated(model_call: Callable[[Any], Any], batch: list[Any]) -> tuple[list[Outcome], list[int]]:
+    """Score a batch (each item a request's rows) in one call; each request's outcome, and the sizes of the calls
+    made. A row the model cannot score fails its request only; a call that raises is retried one request at a
+    time to find the request that broke it. Touches no asyncio object, so it may run on the model thread."""
+    import numpy as np  # noqa: PLC0415
+
+    calls = [sum(len(rows) for rows in batch)]
+    try:
+        probabilities = model_call(batch[0] if len(batch) == 1 else np.concatenate(batch))
+    except Exception as error:
+        if len(batch) == 1:
+            return [(None, error)], calls
+        outcomes: list[Outcome] = []
+        for rows in batch:
+            (outcome,), sizes = score_isolated(model_call, [rows])
+            outcomes.append(outcome)
+            calls += sizes
+        return outcomes, calls
+    all_finite = bool(np.isfinite(probabilities).all())  # one check for the batch: the usual case
+    outcomes, start = [], 0
+    for rows in batch:
+        mine = probabilities[start:start + len(rows)]
+        start += len(rows)
+        try:
+            outcomes.append((mine if all_finite else check_finite(mine), None))
+        except UnscorableError as error:
+            outcomes.append((None, error))
+    return outcomes, calls
+
+
+class Batcher:
+    """Gathers concurrent requests of one process into model calls (see the module docstring)."""
+
+    def __init__(self, runner: Runner, settings: BatchSettings):
+        self.runner, self.settings = runner, settings
+        self.pending: list[_Pending] = []
+        self.pending_rows = 0
+        self.expected = 0  # /predict requests in this process that have not submitted their rows yet
+        self.busy = False  # a batch is being scored on the model thread
+        self._flush_soon = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def arrive(self) -> None:
+        """A /predict request started: it may submit rows soon, so a batch may wait for it."""
+        self.expected += 1
+
+    def leave(self) -> None:
+        """A request that arrived will not submit (it failed validation, or its client left)."""
+        self.expected -= 1
+        self._schedule()
+
+    async def score(self, rows: Any) -> Any:
+        """The class probabilities of `rows` (this request's), scored alone or with others."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append(_Pending(rows, future))
+        self.pending_rows += len(rows)
+        self.expected -= 1
+        self._schedule()
+        return await future
+
+    def _schedule(self) -> None:
+        if not self.pending or self.busy or self._flush_soon:
+            return
+        full = self.pending_rows >= self.settings.max_size
+        nobody_else = self.expected <= 0  # every request in flight has joined: waiting gains nothing
+        if full or nobody_else or self.settings.max_wait_ms <= 0:
+            # Not a wait: the flush runs right after the tasks that are ready now (requests whose bytes arrived
+            # together), so those join this batch instead of each going alone.
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.settings.max_wait_ms / 1000, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.pending or self.busy:
+            return
+        batch: list[_Pending] = []
+        size = 0
+        while self.pending and (not batch or size + len(self.pending[0].rows) <= self.settings.max_size):
+            item = self.pending.pop(0)
+            if not item.future.done():  # a request whose client left drops out
+                batch.append(item)
+                size += len(item.rows)
+        self.pending_rows = sum(len(item.rows) for item in self.pending)
+        if not batch:
+            return
+        if self.runner.inline(size):
+            self._resolve(batch, *score_isolated(self.runner.model.probabilities, [item.rows for item in batch]))
+            self._schedule()
+            return
+        self.busy = True
+        task = asyncio.get_running_loop().create_task(self._on_thread(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_thread(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes, calls = await asyncio.get_running_loop().run_in_executor(
+                self.runner.thread(), score_isolated, self.runner.model.probabilities, [item.rows for item in batch])
+            self._resolve(batch, outcomes, calls)
+        except BaseException as error:  # the thread pool is shutting down: fail the batch, not the server
+            self._resolve(batch, [(None, error)] * len(batch), [])
+            raise
+        finally:
+            self.busy = False
+            self._schedule()
+
+    def _resolve(self, batch: list[_Pending], outcomes: list[Outcome], calls: list[int]) -> None:
+        for size in calls:
+            self.runner.observe_batch(size)
+        for item, (result, error) in zip(batch, outcomes, strict=True):
+            if item.future.done():
+                continue
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(result)

@@ -1,0 +1,161 @@
+"""The gunicorn worker: uvicorn's, with bounds on what a connection may cost and a drain period on SIGTERM.
+
+Connections (uvicorn bounds neither the request head nor the time it takes to arrive):
+- a request head (request line and headers) over MAX_HEADER_BYTES (16384) is answered 431 and closed;
+- a head not complete HEADER_TIMEOUT_SECONDS (10) after its first byte is answered 408 and closed;
+- a connection that sends nothing is closed after KEEPALIVE_SECONDS, as an idle keep-alive connection is;
+- the body's own deadline (BODY_TIMEOUT_SECONDS, 408) and size limit (413) are the app's (main.py).
+Each of these answers is counted in http_requests_total (method "unknown", route "other") and logged.
+
+Stopping: on SIGTERM the worker tells the app to answer /health with 503 and keeps serving for DRAIN_SECONDS
+(5), so a health checker sees the task going rather than a refused connection; then it stops accepting and
+finishes the requests in flight (gunicorn allows GRACEFUL_TIMEOUT for the whole, so DRAIN_SECONDS must be
+below it: gunicorn_conf.py checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
+
+DEFAULT_MAX_HEADER_BYTES = 16384
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
+DEFAULT_DRAIN_SECONDS = 5.0
+
+log = logging.getLogger("model_server")
+
+# Set in a request's scope when this protocol answered it, so the app does not count it as a client gone.
+ANSWERED = "model_server.answered"
+REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    value = float(raw) if raw else default
+    if not value >= 0:
+        raise ValueError(f"{name}={raw!r} must be a number of seconds, at least 0")
+    return value
+
+
+class _HeadTooLargeError(Exception):
+    pass
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the head size and time bounds of the module docstring."""
+
+    max_head_bytes = int(os.environ.get("MAX_HEADER_BYTES", "") or DEFAULT_MAX_HEADER_BYTES)
+    head_timeout = _seconds("HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._rejected_head = False
+        # Until it sends something, a new connection is as idle as a kept-alive one: the same timeout applies.
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # "name: value\r\n"
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_head_bytes:
+            self._rejected_head = True
+            raise _HeadTooLargeError  # httptools stops parsing; uvicorn then calls send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        if self._rejected_head:
+            self._refuse(431, f"the request head is larger than {self.max_head_bytes} bytes")
+        else:
+            self._refuse(400, msg)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self._refuse(408, f"the request head did not arrive within {self.head_timeout:g} s")
+
+    def _cancel_head_timer(self) -> None:
+        if getattr(self, "_head_timer", None) is not None:
+            self._head_timer.cancel()  # type: ignore[union-attr]
+            self._head_timer = None
+
+    def _refuse(self, status: int, detail: str) -> None:
+        from model_server import metrics  # noqa: PLC0415 - not in the gunicorn master, which loads this class
+
+        log.info("refused a request from %s with %d: %s", self.client, status, detail)
+        metrics.protocol_rejection(status)
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The app may be handling this request already (the head was complete): it must not count it again.
+            self.cycle.scope[ANSWERED] = status  # type: ignore[literal-required]
+        body = json.dumps({"detail": detail}).encode()
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                             b"connection: close\r\n\r\n%s" % (status, REASONS[status], len(body), body))
+        self.transport.close()
+
+
+class DrainingServer(Server):
+    """uvicorn's server, but SIGTERM first drains for `drain_seconds` (see the module docstring)."""
+
+    def __init__(self, config: Any, drain_seconds: float, on_drain: Callable[[], None] | None):
+        super().__init__(config)
+        self.drain_seconds, self.on_drain = drain_seconds, on_drain
+        self.drain_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self.drain_deadline is None and not self.should_exit and self.drain_seconds > 0:
+            self.drain_deadline = time.monotonic() + self.drain_seconds
+            if self.on_drain is not None:
+                self.on_drain()
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+class ModelServerWorker(UvicornWorker):
+    CONFIG_KWARGS: dict[str, Any] = {"loop": "auto", "http": BoundedHttpToolsProtocol}  # noqa: RUF012
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        server = DrainingServer(self.config, _seconds("DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS),
+                                getattr(self.wsgi, "drain", None))
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

@@ -1,0 +1,182 @@
+"""Adaptive micro-batching and where the model runs: a lone request goes at once, concurrent ones share a model
+call, a batch respects its size and wait bounds, and each request keeps its own result or error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from model_server.batching import Batcher, BatchSettings, Runner, UnscorableError
+from model_server.emf import EmfPublisher
+from model_server.main import create_app
+from model_server.model import load_model
+from tests.app_support import JSON, Message, call, run, running, trained_model_dir
+
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+
+
+class Recorder:
+    """A stand-in model: probabilities of 1/3 each (NaN for a row starting with -1); records each call."""
+
+    def __init__(self, cost_ms: float = 0.01):
+        self.calls: list[int] = []
+        self.threads: list[str] = []
+        self.cost_ms = (cost_ms, 0.0)
+
+    def estimated_ms(self, rows: int) -> float:
+        return self.cost_ms[0]
+
+    def probabilities(self, rows: Any) -> Any:
+        self.calls.append(len(rows))
+        self.threads.append(threading.current_thread().name)
+        out = np.full((len(rows), 3), 1 / 3)
+        out[rows[:, 0] == -1] = np.nan
+        return out
+
+
+def batcher(model: Recorder, **settings: Any) -> Batcher:
+    return Batcher(Runner(model, inline_max_ms=2.0), BatchSettings(**settings))  # type: ignore[arg-type]
+
+
+def rows(n: int, first: float = 1.0) -> Any:
+    return np.array([[first, 2.0, 3.0, 4.0]] * n)
+
+
+def test_a_lone_request_goes_at_once_however_long_the_batch_may_wait() -> None:
+    model = Recorder()
+
+    async def scenario() -> float:
+        b = batcher(model, max_size=64, max_wait_ms=60_000)
+        b.arrive()
+        started = time.perf_counter()
+        result = await b.score(rows(1))
+        assert result.shape == (1, 3)
+        return time.perf_counter() - started
+
+    assert run(scenario()) < 1.0
+    assert model.calls == [1]
+
+
+def test_concurrent_requests_share_one_model_call_and_get_their_own_rows() -> None:
+    model = Recorder()
+
+    async def scenario() -> list[Any]:
+        b = batcher(model, max_size=64, max_wait_ms=60_000)
+        for _ in range(4):
+            b.arrive()  # four requests in flight, reading their bodies
+        return list(await asyncio.gather(b.score(rows(1)), b.score(rows(3)), b.score(rows(2)), b.score(rows(1))))
+
+    results = run(scenario())
+    assert model.calls == [7]  # the last one to submit closed the batch: nobody else was in flight
+    assert [len(r) for r in results] == [1, 3, 2, 1]
+
+
+def test_a_batch_never_exceeds_its_size_and_requests_wait_while_the_model_is_busy() -> None:
+    model = Recorder()
+
+    async def scenario() -> None:
+        b = batcher(model, max_size=4, max_wait_ms=60_000)
+        for _ in range(6):
+            b.arrive()
+        await asyncio.gather(*(b.score(rows(n)) for n in (2, 2, 1, 3, 1, 5)))
+
+    run(scenario())
+    assert model.calls == [4, 4, 1, 5]  # a request larger than the maximum still goes, alone
+    assert sum(model.calls) == 14
+
+
+def test_a_batch_waits_at_most_its_maximum_for_a_request_still_in_flight() -> None:
+    model = Recorder()
+
+    async def scenario() -> float:
+        b = batcher(model, max_size=64, max_wait_ms=50)
+        b.arrive()
+        b.arrive()  # this one never submits (a slow client)
+        started = time.perf_counter()
+        await b.score(rows(1))
+        return time.perf_counter() - started
+
+    waited = run(scenario())
+    assert 0.04 <= waited < 1.0
+    assert model.calls == [1]
+
+
+def test_an_unscorable_row_fails_only_its_own_request() -> None:
+    model = Recorder()
+
+    async def scenario() -> list[Any]:
+        b = batcher(model, max_size=64, max_wait_ms=60_000)
+        for _ in range(3):
+            b.arrive()
+        return list(await asyncio.gather(b.score(rows(2)), b.score(np.vstack([rows(1), rows(1, -1)])),
+                                         b.score(rows(1)), return_exceptions=True))
+
+    ok, bad, also_ok = run(scenario())
+    assert model.calls == [5]
+    assert isinstance(bad, UnscorableError) and bad.rows == [1]
+    assert np.isfinite(ok).all() and np.isfinite(also_ok).all()
+
+
+@pytest.mark.parametrize(("cost_ms", "runs_on"), [(0.3, "MainThread"), (5.0, "model_0")])
+def test_the_model_runs_on_the_loop_when_its_measured_cost_is_small_else_on_its_own_thread(
+        cost_ms: float, runs_on: str) -> None:
+    model = Recorder(cost_ms)
+    runner = Runner(model, inline_max_ms=2.0)  # type: ignore[arg-type]
+    run(runner.probabilities(rows(1)))
+    runner.close()
+    assert model.threads == [runs_on]
+
+
+def test_calibration_measures_the_real_model_within_its_budget() -> None:
+    loaded = load_model(trained_model_dir())
+    started = time.perf_counter()
+    per_call, per_row = loaded.calibrate(budget_ms=5, repeats=3)
+    assert per_call > 0 and per_row >= 0
+    assert loaded.estimated_ms(1000) == pytest.approx(per_call + 1000 * per_row)
+    assert time.perf_counter() - started < 1.0  # a few calls of at most the budget each, not 1,000-row ones
+
+
+def test_batching_settings_come_from_the_environment_and_bad_values_are_refused() -> None:
+    assert BatchSettings.from_environment({}) == BatchSettings(64, 2.0, 2.0)
+    assert BatchSettings.from_environment({"BATCH_MAX_SIZE": "1"}).enabled is False
+    assert BatchSettings.from_environment({"BATCH_MAX_SIZE": "16", "BATCH_MAX_WAIT_MS": "0.5",
+                                           "PREDICT_INLINE_MAX_MS": "0"}) == BatchSettings(16, 0.5, 0.0)
+    for name, bad in [("BATCH_MAX_SIZE", "0"), ("BATCH_MAX_SIZE", "2.5"), ("BATCH_MAX_WAIT_MS", "-1"),
+                      ("BATCH_MAX_WAIT_MS", "soon"), ("PREDICT_INLINE_MAX_MS", "inf")]:
+        with pytest.raises(ValueError, match=name):
+            BatchSettings.from_environment({name: bad})
+
+
+def test_through_the_server_concurrent_requests_are_batched_and_answered_individually() -> None:
+    lines: list[str] = []
+    app = create_app(lambda: load_model(trained_model_dir()), batch=BatchSettings(max_size=64, max_wait_ms=1000),
+                     emf=EmfPublisher(write=lines.append))
+    gate = asyncio.Event()
+
+    def gated(row: list[float]) -> Any:
+        async def receive() -> Message:
+            await gate.wait()  # every request is in flight before any body arrives
+            return {"type": "http.request", "body": json.dumps({"instances": [row]}).encode(), "more_body": False}
+        return receive
+
+    async def scenario() -> list[Any]:
+        async with running(app) as server:
+            pending = [asyncio.create_task(call(server, "POST", "/predict", gated(row), JSON))
+                       for row in (SETOSA, [6.7, 3.0, 5.2, 2.3], [1e308, 1, 1, 1], SETOSA)]
+            await asyncio.sleep(0.01)
+            gate.set()
+            return list(await asyncio.gather(*pending))
+
+    answers = run(scenario())
+    assert [status for status, _, _ in answers] == [200, 200, 422, 200]
+    assert [a[2]["predictions"][0]["label"] for a in answers if a[0] == 200] == ["setosa", "virginica", "setosa"]
+    document = json.loads(lines[-1])
+    assert document["BatchSize"] == {"Values": [3.0], "Counts": [1]}  # one model call for the three valid ones
+    assert sum(document["InferenceLatency"]["Counts"]) == 3
+
