@@ -297,7 +297,7 @@ def test_dashboard_url_opens_the_stacks_dashboard(run: StackRun) -> None:
                                            f"#dashboards/dashboard/{name}")
 
 
-@pytest.mark.parametrize(("name", "batching"), [("dev", ("1", "0")), ("prod", ("1", "0")), ("observed", ("16", "5"))])
+@pytest.mark.parametrize(("name", "batching"), [("dev", ("64", "2")), ("prod", ("64", "2")), ("observed", ("16", "5"))])
 def test_container_tells_the_server_where_its_metrics_go_and_how_to_batch(
         name: str, batching: tuple[str, str], request: pytest.FixtureRequest) -> None:
     run = stack(name, request)
@@ -305,7 +305,7 @@ def test_container_tells_the_server_where_its_metrics_go_and_how_to_batch(
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert {key: env[key] for key in ("METRICS_NAMESPACE", "METRICS_SERVICE_NAME")} == {
         "METRICS_NAMESPACE": "ModelServing", "METRICS_SERVICE_NAME": f"{PROJECT}-{run.stack}"}
-    assert (env["BATCH_MAX_SIZE"], env["BATCH_MAX_WAIT_MS"]) == batching  # off unless configured
+    assert (env["BATCH_MAX_SIZE"], env["BATCH_MAX_WAIT_MS"]) == batching  # on (measured) unless configured
 
 
 def test_in_flight_policy_tracks_the_servers_per_task_signal_only_when_set(observed: StackRun, run: StackRun) -> None:
@@ -336,7 +336,7 @@ def raw_config(stack_name: str, **overrides: Any) -> dict[str, str]:
      "model-serving:containerEnvironment = 'METRICS_NAMESPACE': is set by the stack"),
     ({"containerEnvironment": ["BATCH_MAX_SIZE=8"]},
      "model-serving:containerEnvironment = 'BATCH_MAX_SIZE': is set by the stack"),
-    ({"batchMaxWaitMs": 5}, "model-serving:batchMaxWaitMs = 5: must be 0 while batchMaxSize is 1"),
+    ({"batchMaxSize": 1, "batchMaxWaitMs": 5}, "model-serving:batchMaxWaitMs = 5: must be 0 while batchMaxSize is 1"),
     ({"batchMaxSize": 0}, "model-serving:batchMaxSize = 0: must be from 1 to 4096"),
     ({"latencyObjectiveMs": 60000},
      "model-serving:latencyObjectiveMs = 60000: must be below albIdleTimeoutSeconds (60 s)"),

@@ -350,6 +350,7 @@ def test_the_region_table_is_what_tools_regions_generates_from_botocore() -> Non
     ("KEEPALIVE_SECONDS=60", "'KEEPALIVE_SECONDS=60': must exceed albIdleTimeoutSeconds (60)"),
     ("KEEPALIVE_SECONDS=soon", "'KEEPALIVE_SECONDS=soon': must exceed albIdleTimeoutSeconds (60)"),
     ("GRACEFUL_TIMEOUT=30", "'GRACEFUL_TIMEOUT=30': must be below containerStopTimeoutSeconds (30)"),
+    ("DRAIN_SECONDS=25", "'DRAIN_SECONDS=25': must be below the server's GRACEFUL_TIMEOUT (25)"),
     ("TMPDIR=/var/tmp", "'TMPDIR=/var/tmp': must lie under scratchVolumePath (/tmp) with readOnlyRootFilesystem"),
 ])
 def test_server_settings_set_by_hand_must_agree_with_the_stack(item: str, expected: str) -> None:
@@ -367,22 +368,23 @@ def test_the_server_writes_its_temp_files_on_the_scratch_volume(overrides: dict[
     assert dict(server_environment(parse("dev", overrides))).get("TMPDIR") == tmpdir
 
 
-@pytest.mark.parametrize(("overrides", "keepalive", "graceful"), [
-    ({}, "65", "25"),
+@pytest.mark.parametrize(("overrides", "keepalive", "graceful", "drain"), [
+    ({}, "65", "25", "5"),
     # Not on Spot: a 120 s stop does not fit the two-minute interruption notice.
     ({"albIdleTimeoutSeconds": 300, "containerStopTimeoutSeconds": 120, "spotWeight": 0, "onDemandWeight": 1,
-      "instanceMaxCount": 2}, "305", "115"),
-    ({"containerStopTimeoutSeconds": 2}, "65", "1"),
-    ({"containerStopTimeoutSeconds": 6}, "65", "3"),
-    ({"containerEnvironment": ["KEEPALIVE_SECONDS=90", "GRACEFUL_TIMEOUT=10"]}, "90", "10"),
+      "instanceMaxCount": 2}, "305", "115", "5"),
+    ({"containerStopTimeoutSeconds": 2}, "65", "1", "0"),
+    ({"containerStopTimeoutSeconds": 6}, "65", "3", "1"),
+    ({"containerEnvironment": ["KEEPALIVE_SECONDS=90", "GRACEFUL_TIMEOUT=6"]}, "90", "6", "3"),
 ])
 def test_server_timeouts_are_derived_from_the_settings(overrides: dict[str, Any], keepalive: str,
-                                                       graceful: str) -> None:
+                                                       graceful: str, drain: str) -> None:
     settings = parse("dev", overrides)
     env = dict(server_environment(settings))
-    assert (env["KEEPALIVE_SECONDS"], env["GRACEFUL_TIMEOUT"]) == (keepalive, graceful)
+    assert (env["KEEPALIVE_SECONDS"], env["GRACEFUL_TIMEOUT"], env["DRAIN_SECONDS"]) == (keepalive, graceful, drain)
     assert int(env["KEEPALIVE_SECONDS"]) > settings.alb_idle_timeout_seconds
-    assert int(env["GRACEFUL_TIMEOUT"]) < settings.container_stop_timeout_seconds
+    # SIGTERM, then 503 on /health for DRAIN_SECONDS, then in-flight requests finish, all before SIGKILL.
+    assert int(env["DRAIN_SECONDS"]) < int(env["GRACEFUL_TIMEOUT"]) < settings.container_stop_timeout_seconds
     assert len(server_environment(settings)) == len(env)  # given once, never twice
     assert component_args(settings).task.container.environment == server_environment(settings)
 

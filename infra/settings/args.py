@@ -25,7 +25,7 @@ from infra.release import ReleaseArgs, ReleaseCheckArgs
 from infra.service import DeploymentArgs, ServiceArgs
 from infra.settings.model import Settings
 from infra.settings.provider import merged_default_tags
-from infra.settings.rules import GRACEFUL, KEEPALIVE, TMPDIR
+from infra.settings.rules import DRAIN, DRAIN_SECONDS, GRACEFUL, KEEPALIVE, TMPDIR, graceful_timeout
 from infra.settings.strategy import SHIFTING, service_strategy, traffic_shifting
 from infra.task import ContainerArgs, TaskArgs
 
@@ -71,16 +71,15 @@ def capacity_groups(s: Settings) -> tuple[CapacityGroupArgs, ...]:
 # The reference server's keep-alive must outlast the ALB's idle timeout, and its graceful shutdown must end
 # before ECS sends SIGKILL (app/gunicorn_conf.py reads both; rules.py refuses user values that break them).
 KEEPALIVE_MARGIN_SECONDS = 5
-GRACEFUL_MARGIN_SECONDS = 5
 
 
 def server_environment(s: Settings) -> tuple[tuple[str, str], ...]:
     """containerEnvironment, plus what the server must agree on with the stack (its timeouts, its metrics and
     batching, and its temp directory on a read-only root filesystem) unless containerEnvironment sets it."""
-    # At least half the stop timeout for shutdown, at most the margin less (2 s -> 1 s, 30 s -> 25 s).
-    graceful = max(s.container_stop_timeout_seconds - GRACEFUL_MARGIN_SECONDS, s.container_stop_timeout_seconds // 2)
+    graceful = graceful_timeout(s)
     derived: tuple[tuple[str, str], ...] = (
         (KEEPALIVE, str(s.alb_idle_timeout_seconds + KEEPALIVE_MARGIN_SECONDS)), (GRACEFUL, str(graceful)),
+        (DRAIN, str(min(DRAIN_SECONDS, graceful // 2))),
         # Where the server's metrics go (the dashboard's ServiceName) and how it batches; rules refuse these
         # names in containerEnvironment.
         *metrics_environment(s.name_prefix, s.batch_max_size, s.batch_max_wait_ms))

@@ -346,10 +346,11 @@ class _Task(BaseModel):
                                                       "must be an absolute path other than /"))] = Field(
         "/tmp", description="Path of the writable scratch volume inside the container.")
     container_health_check_command: Annotated[str, checked(Check(
-        lambda v: set(re.findall(r"{(\w*)}", v)) <= {"port", "path"},
+        lambda v: set(re.findall(r"{(\w+)}", v)) <= {"port", "path"},
         "may use only the placeholders {port} and {path}"))] = Field(
-        "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=4)\""
-        " || exit 1",
+        # No proxy, ever: HTTP_PROXY without NO_PROXY (common in corporate VPCs) would send 127.0.0.1 to it.
+        "python -c \"import urllib.request as u; u.build_opener(u.ProxyHandler({})).open("
+        "'http://127.0.0.1:{port}{path}', timeout=4)\" || exit 1",
         description="Shell command of the container health check; {port} and {path} are filled in. Empty "
         "disables it (the ALB check still applies). The default uses the image's python, as the reference image "
         "has no curl; an image without python needs its own command, e.g. curl -fsS "
@@ -469,12 +470,12 @@ class _Observability(BaseModel):
                                       "tasks' reservation) that trips the memory alarm after 15 minutes.")
     in_flight_requests_per_task: Int = Field(0, ge=0, le=10000, description="Target of an extra tracking policy "
                                              "on the server's InFlightRequests per task; 0 disables it.")
-    # Micro-batching is off for every stack until measurements say otherwise: this default (with batchMaxWaitMs)
-    # is the one place to turn it on.
-    batch_max_size: Int = Field(1, ge=1, le=4096, description="Most instances the server scores in one model call "
-                                "(task env BATCH_MAX_SIZE); 1 turns micro-batching off.")
-    batch_max_wait_ms: Int = Field(0, ge=0, le=1000, description="Longest a batch waits for more requests (task env "
-                                   "BATCH_MAX_WAIT_MS); only with batchMaxSize above 1.")
+    # Micro-batching is on: measured in app/README.md, it never costs a lone request (a batch of one goes at
+    # once) and at 64 connections serves 4.6-4.9x the instances/s at a p99 of 7 ms instead of 121 ms.
+    batch_max_size: Int = Field(64, ge=1, le=4096, description="Most instances the server scores in one model "
+                                "call (task env BATCH_MAX_SIZE); 1 turns micro-batching off.")
+    batch_max_wait_ms: Int = Field(2, ge=0, le=1000, description="Longest a batch waits for more requests (task "
+                                   "env BATCH_MAX_WAIT_MS); 0 with batchMaxSize 1.")
 
 
 STRATEGIES = ("ROLLING", "BLUE_GREEN", "LINEAR", "CANARY")

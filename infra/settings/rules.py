@@ -227,6 +227,19 @@ AGENT_ENVIRONMENT = re.compile(r"^(ECS_.*|AWS_CONTAINER_.*|AWS_EXECUTION_ENV)$")
 # The reference server's timeouts (app/gunicorn_conf.py), derived from the settings in infra/settings/args.py.
 KEEPALIVE = "KEEPALIVE_SECONDS"
 GRACEFUL = "GRACEFUL_TIMEOUT"
+DRAIN = "DRAIN_SECONDS"  # /health answers 503 this long after SIGTERM; the server needs it below GRACEFUL_TIMEOUT
+GRACEFUL_MARGIN_SECONDS = 5
+DRAIN_SECONDS = 5  # at most: while the ALB deregisters the task, container checks see it leaving
+
+
+def graceful_timeout(s: Settings) -> int:
+    """The server's graceful shutdown: containerEnvironment's GRACEFUL_TIMEOUT, else the stop timeout less a
+    margin for the process to exit (at least half of it: 2 s -> 1 s, 30 s -> 25 s)."""
+    given = dict(s.environment).get(GRACEFUL, "")
+    if given.isdigit():
+        return int(given)
+    stop = s.container_stop_timeout_seconds
+    return max(stop - GRACEFUL_MARGIN_SECONDS, stop // 2)
 TMPDIR = "TMPDIR"
 
 
@@ -331,7 +344,10 @@ def _check_environment(r: Errors, s: Settings) -> None:
                "the server is closing and answers 502; leave it out and the stack derives it"),
               (GRACEFUL, lambda v: 0 < v < s.container_stop_timeout_seconds,
                f"must be below containerStopTimeoutSeconds ({s.container_stop_timeout_seconds}), or ECS kills "
-               "the server before in-flight requests finish; leave it out and the stack derives it"))
+               "the server before in-flight requests finish; leave it out and the stack derives it"),
+              (DRAIN, lambda v: v < graceful_timeout(s),
+               f"must be below the server's GRACEFUL_TIMEOUT ({graceful_timeout(s)}), or the server refuses to "
+               "start; leave it out and the stack derives it"))
     for name, valid, allowed in limits:
         if name in env and not (env[name].isdigit() and valid(int(env[name]))):
             r.fail("containerEnvironment", f"{name}={env[name]}", allowed)
