@@ -273,7 +273,7 @@ def _tables(command: str, root: Path) -> None:
 CLOUD_FREE = {  # pattern of a README command (venv/bin/python is the interpreter running the tests) -> its check
     r"python3 -m venv (policy/)?venv": _venv,
     r"(policy/)?venv/bin/pip install -r \S+": _pip_install,
-    r"venv/bin/python -m pytest": _pytest,
+    r"venv/bin/python -m pytest( -m integration)?": _pytest,
     r"venv/bin/python tools/readme_tables\.py( --check)?": _tables,
 }
 NEEDS_AWS = (r"venv/bin/python tools/promote_image\.py .*",  # tests/test_promote_image.py, on a local registry
