@@ -752,15 +752,23 @@ def test_without_the_pulumi_cli_it_says_to_pass_outputs(monkeypatch: pytest.Monk
     assert "the pulumi CLI is not on PATH" in capsys.readouterr().err
 
 
-def test_main_reads_the_outputs_file_and_exits_by_the_result(world: World, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    outputs = {"serviceUrl": world.outputs.service_url, "clusterName": "cluster", "serviceName": "service",
+def outputs_file(world: World, directory: Path, service_url: str) -> Path:
+    """The world's stack outputs as `pulumi stack output --json` prints them."""
+    outputs = {"serviceUrl": service_url, "clusterName": "cluster", "serviceName": "service",
                "taskDefinitionArn": world.outputs.task_definition_arn,
                "targetGroupArn": world.outputs.target_group_arn, "environmentClass": "dev",
                "autoScalingGroupName": "instances", "capacityProviderName": "cp-on-demand",
                "spotAutoScalingGroupName": "spot", "spotCapacityProviderName": "cp-spot", "alarmNames": list(ALARMS)}
-    path = tmp_path / "outputs.json"
+    path = directory / "outputs.json"
     path.write_text(json.dumps(outputs))
+    return path
+
+
+def test_main_reads_the_outputs_file_and_exits_by_the_result(world: World, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(vd.URL_VARIABLE, raising=False)  # serviceUrl, whatever the shell running the tests says
+    path = outputs_file(world, tmp_path, world.outputs.service_url)
     assert vd.main(["--outputs", str(path), "--timeout", "1", "--interval", "5"], clients=world.clients) == 0
     assert "all 8 checks hold" in capsys.readouterr().out
     world.answers["GET"] = (503, b"")
@@ -769,6 +777,50 @@ def test_main_reads_the_outputs_file_and_exits_by_the_result(world: World, tmp_p
     finally:
         world.answers["GET"] = (200, b"")
     assert "FAIL GET health" in capsys.readouterr().out
+
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens (as the ALB's name fails TLS)
+
+
+@pytest.mark.parametrize(("variable", "argv", "status"), [
+    ("{served}", [], 0),  # a stack with a certificate: the deploy job sets VERIFY_URL to its domain
+    ("", [], 1),  # empty (the GitHub variable unset): serviceUrl
+    (UNREACHABLE, ["--url", "{served}"], 0),  # --url first
+    (None, [], 1),
+], ids=["variable", "empty-variable", "url-beats-variable", "no-variable"])
+def test_the_url_is_url_else_verify_url_else_service_url(world: World, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], variable: str | None,
+                                                         argv: list[str], status: int) -> None:
+    served = world.outputs.service_url
+    path = outputs_file(world, tmp_path, UNREACHABLE)
+    if variable is None:
+        monkeypatch.delenv(vd.URL_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(vd.URL_VARIABLE, variable.format(served=served))
+    argv = [arg.format(served=served) for arg in argv]
+    argv = ["--outputs", str(path), "--timeout", "1", "--interval", "5", *argv]
+    assert vd.main(argv, clients=world.clients) == status
+    out = capsys.readouterr().out
+    called = served if status == 0 else UNREACHABLE
+    assert out.splitlines()[0].startswith(f"verify_deployment: {path}: {called}, cluster cluster")
+    assert f"GET {called}/health" in out
+
+
+def test_a_verify_url_without_a_scheme_exits_2(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(vd.URL_VARIABLE, "models.example.com")
+    with pytest.raises(SystemExit) as exit_info:
+        vd.main(["--outputs", str(outputs_file(world, tmp_path, UNREACHABLE))], clients=world.clients)
+    assert exit_info.value.code == 2
+    assert ("the URL to call, 'models.example.com' (--url, else VERIFY_URL, else serviceUrl), must start with "
+            "http:// or https://") in capsys.readouterr().err
+
+
+def test_the_help_names_verify_url(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        vd.main(["--help"])
+    assert "the environment variable VERIFY_URL when not empty" in " ".join(capsys.readouterr().out.split())
 
 
 def test_the_region_is_the_target_groups(world: World) -> None:

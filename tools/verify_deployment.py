@@ -451,8 +451,8 @@ def check_http(http: Http, method: str, path: str) -> Check:
         status, body = http.call(method, path)
     except Exception as error:  # unreachable, TLS, timeout: say what happened
         reason = getattr(error, "reason", error)
-        hint = (" (the certificate names your domain, not the ALB: pass --url https://<your domain>)"
-                if "CERTIFICATE" in str(reason).upper() else "")
+        hint = ("" if "CERTIFICATE" not in str(reason).upper() else " (the certificate names your domain, not the "
+                f"ALB: pass --url https://<your domain> or set {URL_VARIABLE})")
         return Check(name, False, f"{method} {http.url}{path} failed: {reason}{hint}")
     text = f"{method} {http.url}{path} answered {status}"
     return Check(name, status == 200, text if status == 200 else f"{text}: {body.strip()[:200]}")
