@@ -1,4 +1,5 @@
-"""tools/verify_deployment.py against moto (ECS, ELBv2, CloudWatch, Auto Scaling, EC2) and 127.0.0.1 servers.
+"""tools/verify_deployment.py against moto (ECS, ELBv2, CloudWatch, (Application) Auto Scaling, EC2) and 127.0.0.1
+servers.
 
 One healthy world is built once per module; each unhealthy case changes one thing and puts it back. Where
 moto does not model a field, the one call is patched through `Seam`, which answers with moto's own response
@@ -94,7 +95,7 @@ def steady(real: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]
 
 def _build(port: int) -> World:
     session = boto3.Session(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
-    clients = Clients(*(session.client(n) for n in ("ecs", "elbv2", "ec2", "autoscaling", "cloudwatch")))
+    clients = Clients(*(session.client(n) for n in Clients.SERVICES))
     ec2, ecs, elbv2, autoscaling = clients.ec2, clients.ecs, clients.elbv2, clients.autoscaling
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")
@@ -313,10 +314,83 @@ def test_a_final_failure_ends_the_polling_at_once(world: World) -> None:
     assert lines[-1] == "verify_deployment: 1 of 8 checks failed for good: deployment"
 
 
-def test_a_service_scaled_to_zero_fails_saying_so(world: World) -> None:
-    clients = world.with_seams(ecs={"describe_services": deployments({"desiredCount": 0, "runningCount": 0},
-                                                                      running=0)})
-    assert "the service wants 0 tasks" in failures(world, clients, only="deployment")["deployment"]
+@contextlib.contextmanager
+def scalable_target(world: World, max_capacity: int | None) -> Iterator[None]:
+    """The service's scalable target (None: none) with minimum 0 and this maximum: 0 is what the stack's
+    scale-to-zero action sets (infra/autoscaling.py), more is autoscaling allowed to go to zero."""
+    autoscaling = world.clients.application_autoscaling
+    target = {"ServiceNamespace": "ecs", "ResourceId": "service/cluster/service",
+              "ScalableDimension": "ecs:service:DesiredCount"}
+    if max_capacity is not None:
+        autoscaling.register_scalable_target(**target, MinCapacity=0, MaxCapacity=max_capacity)
+    try:
+        yield
+    finally:
+        if max_capacity is not None:
+            autoscaling.deregister_scalable_target(**target)
+
+
+ZERO_TASKS = deployments({"desiredCount": 0, "runningCount": 0}, running=0)
+
+
+@contextlib.contextmanager
+def night(world: World) -> Iterator[None]:
+    """What scale-to-zero leaves: no target registered, no container instance (managed scaling emptied the
+    groups), nothing answering at the URL."""
+    ecs, elbv2 = world.clients.ecs, world.clients.elbv2
+    elbv2.deregister_targets(TargetGroupArn=world.outputs.target_group_arn, Targets=world.targets)
+    instances = [c["ec2InstanceId"] for c in ecs.describe_container_instances(
+        cluster="cluster", containerInstances=ecs.list_container_instances(cluster="cluster")[
+            "containerInstanceArns"])["containerInstances"]]
+    for arn in ecs.list_container_instances(cluster="cluster")["containerInstanceArns"]:
+        ecs.deregister_container_instance(cluster="cluster", containerInstance=arn, force=True)
+    healthy = dict(world.answers)
+    world.answers.update(GET=(503, b""), POST=(503, b""))
+    try:
+        yield
+    finally:
+        world.answers.update(healthy)
+        for instance in instances:
+            ecs.register_container_instance(cluster="cluster", instanceIdentityDocument=json.dumps(
+                {"instanceId": instance, "region": REGION}))
+        elbv2.register_targets(TargetGroupArn=world.outputs.target_group_arn, Targets=world.targets)
+
+
+def test_a_service_its_schedule_scaled_to_zero_passes_skipping_the_checks_that_need_tasks(world: World) -> None:
+    clients = world.with_seams(ecs={"describe_services": ZERO_TASKS})
+    with night(world), scalable_target(world, max_capacity=0):
+        ok, lines = verify(world, clients)
+    assert ok, lines
+    reason = "the service is scaled to zero by its schedule (its scalable target's maximum is 0 until the scale-up)"
+    final = {line.split(":")[0]: line for line in lines if not line.startswith(("[", "verify_deployment"))}
+    assert list(final) == [f"{'SKIPPED' if c in vd.NEED_TASKS else 'PASS'} {c}" for c in vd.CHECKS]
+    for check in vd.NEED_TASKS:
+        assert final[f"SKIPPED {check}"] == f"SKIPPED {check}: {reason}: no task to check"
+    assert final["PASS deployment"].endswith(f"COMPLETED, 0/0 tasks running model-server:1: {reason}")
+    assert final["PASS instances"] == ("PASS instances: no container instance is registered with cluster cluster, "
+                                       f"and none is needed: {reason}")
+    assert lines[-1] == ("verify_deployment: 5 of 8 checks hold, 3 SKIPPED (the service is scaled to zero by its "
+                         "schedule: targets, GET health, POST /predict) after 5 s")
+
+
+def test_scaled_to_zero_by_its_schedule_still_needs_the_stacks_task_definition(world: World) -> None:
+    clients = world.with_seams(ecs={"describe_services": deployments(
+        {"desiredCount": 0, "taskDefinition": OLD_TASK_DEFINITION, "rolloutStateReason": "rolled back"}, running=0)})
+    with scalable_target(world, max_capacity=0):
+        failing = failures(world, clients, only="deployment")["deployment"]
+    assert failing.startswith("the service does not run the stack's task definition model-server:1")
+
+
+@pytest.mark.parametrize("max_capacity", [None, 2], ids=["no-scalable-target", "maximum-above-zero"])
+def test_a_service_scaled_to_zero_otherwise_fails_saying_so(world: World, max_capacity: int | None) -> None:
+    clients = world.with_seams(ecs={"describe_services": ZERO_TASKS})
+    with night(world), scalable_target(world, max_capacity):
+        assert "the service wants 0 tasks (a schedule scales it" in failures(world, clients, only="deployment")[
+            "deployment"]
+        assert failures(world, clients, only="targets") == {"targets": "no target registered in tg"}
+        assert failures(world, clients, only="instances") == {
+            "instances": "no container instance is registered with cluster cluster"}
+        assert "/health answered 503" in failures(world, clients, only="GET health")["GET health"]
 
 
 def stopped(world: World, service: str, reasons: list[tuple[str, str]]) -> Callable[..., Any]:
@@ -678,15 +752,23 @@ def test_without_the_pulumi_cli_it_says_to_pass_outputs(monkeypatch: pytest.Monk
     assert "the pulumi CLI is not on PATH" in capsys.readouterr().err
 
 
-def test_main_reads_the_outputs_file_and_exits_by_the_result(world: World, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    outputs = {"serviceUrl": world.outputs.service_url, "clusterName": "cluster", "serviceName": "service",
+def outputs_file(world: World, directory: Path, service_url: str) -> Path:
+    """The world's stack outputs as `pulumi stack output --json` prints them."""
+    outputs = {"serviceUrl": service_url, "clusterName": "cluster", "serviceName": "service",
                "taskDefinitionArn": world.outputs.task_definition_arn,
                "targetGroupArn": world.outputs.target_group_arn, "environmentClass": "dev",
                "autoScalingGroupName": "instances", "capacityProviderName": "cp-on-demand",
                "spotAutoScalingGroupName": "spot", "spotCapacityProviderName": "cp-spot", "alarmNames": list(ALARMS)}
-    path = tmp_path / "outputs.json"
+    path = directory / "outputs.json"
     path.write_text(json.dumps(outputs))
+    return path
+
+
+def test_main_reads_the_outputs_file_and_exits_by_the_result(world: World, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(vd.URL_VARIABLE, raising=False)  # serviceUrl, whatever the shell running the tests says
+    path = outputs_file(world, tmp_path, world.outputs.service_url)
     assert vd.main(["--outputs", str(path), "--timeout", "1", "--interval", "5"], clients=world.clients) == 0
     assert "all 8 checks hold" in capsys.readouterr().out
     world.answers["GET"] = (503, b"")
@@ -695,6 +777,50 @@ def test_main_reads_the_outputs_file_and_exits_by_the_result(world: World, tmp_p
     finally:
         world.answers["GET"] = (200, b"")
     assert "FAIL GET health" in capsys.readouterr().out
+
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens (as the ALB's name fails TLS)
+
+
+@pytest.mark.parametrize(("variable", "argv", "status"), [
+    ("{served}", [], 0),  # a stack with a certificate: the deploy job sets VERIFY_URL to its domain
+    ("", [], 1),  # empty (the GitHub variable unset): serviceUrl
+    (UNREACHABLE, ["--url", "{served}"], 0),  # --url first
+    (None, [], 1),
+], ids=["variable", "empty-variable", "url-beats-variable", "no-variable"])
+def test_the_url_is_url_else_verify_url_else_service_url(world: World, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], variable: str | None,
+                                                         argv: list[str], status: int) -> None:
+    served = world.outputs.service_url
+    path = outputs_file(world, tmp_path, UNREACHABLE)
+    if variable is None:
+        monkeypatch.delenv(vd.URL_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(vd.URL_VARIABLE, variable.format(served=served))
+    argv = [arg.format(served=served) for arg in argv]
+    argv = ["--outputs", str(path), "--timeout", "1", "--interval", "5", *argv]
+    assert vd.main(argv, clients=world.clients) == status
+    out = capsys.readouterr().out
+    called = served if status == 0 else UNREACHABLE
+    assert out.splitlines()[0].startswith(f"verify_deployment: {path}: {called}, cluster cluster")
+    assert f"GET {called}/health" in out
+
+
+def test_a_verify_url_without_a_scheme_exits_2(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(vd.URL_VARIABLE, "models.example.com")
+    with pytest.raises(SystemExit) as exit_info:
+        vd.main(["--outputs", str(outputs_file(world, tmp_path, UNREACHABLE))], clients=world.clients)
+    assert exit_info.value.code == 2
+    assert ("the URL to call, 'models.example.com' (--url, else VERIFY_URL, else serviceUrl), must start with "
+            "http:// or https://") in capsys.readouterr().err
+
+
+def test_the_help_names_verify_url(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        vd.main(["--help"])
+    assert "the environment variable VERIFY_URL when not empty" in " ".join(capsys.readouterr().out.split())
 
 
 def test_the_region_is_the_target_groups(world: World) -> None:

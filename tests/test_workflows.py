@@ -750,6 +750,16 @@ def test_every_deploy_ends_with_the_verifier_and_links_the_service_url() -> None
         assert int(verify.group(1)) * 2 <= job["timeout-minutes"] * 60  # room for the update itself
 
 
+def test_every_deploy_verifies_at_the_environments_service_url_when_set() -> None:
+    # With a certificate, serviceUrl (the ALB's DNS name) fails TLS: the environment-scoped SERVICE_URL names
+    # the domain. The verifier reads it as VERIFY_URL (empty: serviceUrl); not imported here (boto3 is slow).
+    assert 'URL_VARIABLE = "VERIFY_URL"' in (ROOT / "tools" / "verify_deployment.py").read_text()
+    for job_id, job in deploy_jobs().items():
+        verify = run_step(job, "tools/verify_deployment.py")
+        assert verify.get("env") == {"VERIFY_URL": "${{ vars.SERVICE_URL }}"}, job_id
+        assert "VERIFY_URL" not in job.get("env", {}), job_id  # only the step that needs it
+
+
 def test_the_guard_and_verifier_exit_codes_are_the_only_gates_no_step_swallows_a_failure() -> None:
     for file, job_id, job in all_jobs():
         assert "continue-on-error" not in job, f"{file} {job_id}"

@@ -6,8 +6,12 @@ It reads the stack's outputs (`pulumi stack output --json -s <stack>`, or `--out
 then polls until every check holds or the timeout runs out, printing each change as a plain line. What each
 check asks of the service is the README's table "After every deploy: verify it" (tested against CHECKS).
 
+A service its schedule scaled to zero (desired count 0 and its scalable target's maximum 0, as the stack's
+scale-to-zero action sets them) passes with the checks that need running tasks SKIPPED.
+
 Exit status: 0 all checks hold; 1 a check failed (each failing check is named); 2 bad arguments or outputs.
 The AWS region comes from --region, else the target group's ARN. Credentials: the usual AWS sources.
+The URL called is --url, else the environment variable VERIFY_URL when not empty, else the output serviceUrl.
 It only reads (the IAM actions are listed in the README).
 """
 
@@ -17,6 +21,7 @@ import argparse
 import contextlib
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -46,6 +51,10 @@ REQUIRED_OUTPUTS = ("serviceUrl", "clusterName", "serviceName", "taskDefinitionA
                     "environmentClass", "autoScalingGroupName", "capacityProviderName", "alarmNames")
 CHECKS = ("deployment", "stopped tasks", "targets", "capacity", "instances", "alarms", "GET health",
           "POST /predict")
+# What cannot hold without a running task; skipped while the schedule keeps the service at zero. (The stopped
+# tasks check still runs: scale-in stops are expected ones, and a loop before the scale-in is still a loop.)
+NEED_TASKS = ("targets", "GET health", "POST /predict")
+URL_VARIABLE = "VERIFY_URL"
 
 
 class UsageError(Exception):
@@ -117,6 +126,11 @@ class Check:
     ok: bool
     detail: str
     final: bool = False  # failed for good: waiting longer cannot make it hold
+    skipped: bool = False  # not run (ok stays True): the service is scaled to zero by its schedule
+
+    @property
+    def label(self) -> str:
+        return "SKIPPED" if self.skipped else "PASS" if self.ok else "FAIL"
 
 
 @dataclass
@@ -126,11 +140,14 @@ class Clients:
     ec2: Any
     autoscaling: Any
     cloudwatch: Any
+    application_autoscaling: Any
+
+    SERVICES = ("ecs", "elbv2", "ec2", "autoscaling", "cloudwatch", "application-autoscaling")  # field order
 
     @classmethod
     def create(cls, region: str, profile: str | None = None) -> Clients:
         session = boto3.Session(profile_name=profile, region_name=region)
-        return cls(*(session.client(name) for name in ("ecs", "elbv2", "ec2", "autoscaling", "cloudwatch")))
+        return cls(*(session.client(name) for name in cls.SERVICES))
 
 
 def load_smoke(path: Path) -> tuple[str, bytes]:
@@ -186,7 +203,22 @@ def primary_deployment(service: dict[str, Any]) -> dict[str, Any] | None:
     return next((d for d in service.get("deployments") or [] if d.get("status") == "PRIMARY"), None)
 
 
-def check_deployment(service: dict[str, Any] | None, outputs: Outputs) -> Check:
+def scaled_to_zero(clients: Clients, outputs: Outputs, service: dict[str, Any] | None) -> str | None:
+    """Why nothing runs, when the schedule took the service to zero: desired count 0 and the scalable target's
+    maximum 0, as the stack's scale-to-zero action sets them. None otherwise (a minimum of 0 with a maximum
+    above it is autoscaling's choice or a broken setting, not the schedule). Asks only at desired count 0."""
+    if service is None or service.get("desiredCount", 0) != 0:
+        return None
+    targets = clients.application_autoscaling.describe_scalable_targets(
+        ServiceNamespace="ecs", ScalableDimension="ecs:service:DesiredCount",
+        ResourceIds=[f"service/{outputs.cluster}/{outputs.service}"])["ScalableTargets"]
+    if not targets or targets[0].get("MaxCapacity") != 0:
+        return None
+    return "the service is scaled to zero by its schedule (its scalable target's maximum is 0 until the scale-up)"
+
+
+def check_deployment(service: dict[str, Any] | None, outputs: Outputs, schedule: str | None = None) -> Check:
+    """`schedule`: scaled_to_zero's answer; then 0 desired tasks is the state to expect."""
     name = "deployment"
     primary = primary_deployment(service) if service else None
     if service is None or primary is None:
@@ -208,6 +240,8 @@ def check_deployment(service: dict[str, Any] | None, outputs: Outputs) -> Check:
     if state != "COMPLETED" or others:
         waiting = f"; still there: {', '.join(others)}" if others else ""
         problem = f"deployment {primary['id']} is {state}, {running}/{desired} tasks running{waiting}"
+    elif desired == 0 and schedule:
+        return Check(name, True, f"{primary['id']} COMPLETED, {running}/0 tasks running {_short(ours)}: {schedule}")
     elif desired == 0:
         problem = ("the service wants 0 tasks (a schedule scales it to zero outside working hours, or "
                    "autoscaling's minimum is 0): nothing serves")
@@ -348,7 +382,8 @@ def _template_image(clients: Clients, spec: dict[str, Any]) -> tuple[str, str]:
     return str(template["LaunchTemplateData"].get("ImageId", "")), label
 
 
-def check_instances(clients: Clients, outputs: Outputs) -> Check:
+def check_instances(clients: Clients, outputs: Outputs, schedule: str | None = None) -> Check:
+    """`schedule`: scaled_to_zero's answer; with no task to place, managed scaling may empty the groups."""
     name = "instances"
     groups = clients.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=list(outputs.groups.values()))[
         "AutoScalingGroups"]
@@ -362,6 +397,9 @@ def check_instances(clients: Clients, outputs: Outputs) -> Check:
             expected[instance["InstanceId"]] = (group["AutoScalingGroupName"], image, label)
     arns = [arn for page in clients.ecs.get_paginator("list_container_instances").paginate(cluster=outputs.cluster)
             for arn in page["containerInstanceArns"]]
+    if not arns and schedule:
+        return Check(name, True, f"no container instance is registered with cluster {outputs.cluster}, and none "
+                                 f"is needed: {schedule}")
     if not arns:
         return Check(name, False, f"no container instance is registered with cluster {outputs.cluster}")
     container_instances = [  # DescribeContainerInstances takes up to 100
@@ -413,8 +451,8 @@ def check_http(http: Http, method: str, path: str) -> Check:
         status, body = http.call(method, path)
     except Exception as error:  # unreachable, TLS, timeout: say what happened
         reason = getattr(error, "reason", error)
-        hint = (" (the certificate names your domain, not the ALB: pass --url https://<your domain>)"
-                if "CERTIFICATE" in str(reason).upper() else "")
+        hint = ("" if "CERTIFICATE" not in str(reason).upper() else " (the certificate names your domain, not the "
+                f"ALB: pass --url https://<your domain> or set {URL_VARIABLE})")
         return Check(name, False, f"{method} {http.url}{path} failed: {reason}{hint}")
     text = f"{method} {http.url}{path} answered {status}"
     return Check(name, status == 200, text if status == 200 else f"{text}: {body.strip()[:200]}")
@@ -434,21 +472,30 @@ def checks(clients: Clients, outputs: Outputs, http: Http) -> dict[str, Callable
     target_groups = functools.cache(lambda: clients.elbv2.describe_target_groups(
         TargetGroupArns=service_target_groups(service(), outputs))["TargetGroups"])
 
+    schedule = functools.cache(lambda: scaled_to_zero(clients, outputs, service()))
+
     def health_path() -> str:
         with contextlib.suppress(Exception):  # the targets check reports why the target groups are unreadable
             return str(target_groups()[0].get("HealthCheckPath") or "/health")
         return "/health"
 
-    return {
-        "deployment": lambda: check_deployment(service(), outputs),
+    def unless_scaled_to_zero(name: str, run: Callable[[], Check]) -> Callable[[], Check]:
+        def check() -> Check:
+            reason = schedule()
+            return Check(name, True, f"{reason}: no task to check", skipped=True) if reason else run()
+        return check
+
+    runs: dict[str, Callable[[], Check]] = {
+        "deployment": lambda: check_deployment(service(), outputs, schedule()),
         "stopped tasks": lambda: check_stopped_tasks(clients, outputs, service()),
         "targets": lambda: check_targets(clients, outputs, target_groups()),
         "capacity": lambda: check_capacity(clients, outputs),
-        "instances": lambda: check_instances(clients, outputs),
+        "instances": lambda: check_instances(clients, outputs, schedule()),
         "alarms": lambda: check_alarms(clients, outputs),
         "GET health": lambda: check_http(http, "GET", health_path()),
         f"POST {PREDICT_PATH}": lambda: check_http(http, "POST", http.smoke_path),
     }
+    return {name: unless_scaled_to_zero(name, run) if name in NEED_TASKS else run for name, run in runs.items()}
 
 
 def run_checks(clients: Clients, outputs: Outputs, http: Http) -> list[Check]:
@@ -466,7 +513,8 @@ class Progress:
         for check in checks:
             if self.seen.get(check.name) != (check.ok, check.detail):
                 self.seen[check.name] = (check.ok, check.detail)
-                self.out(f"[{elapsed:5.0f}s] {'ok     ' if check.ok else 'waiting'} {check.name}: {check.detail}")
+                state = "skipped" if check.skipped else "ok     " if check.ok else "waiting"
+                self.out(f"[{elapsed:5.0f}s] {state} {check.name}: {check.detail}")
 
 
 def verify(clients: Clients, outputs: Outputs, http: Http, timeout: float,
@@ -485,13 +533,18 @@ def verify(clients: Clients, outputs: Outputs, http: Http, timeout: float,
             break
         sleep(interval)
     for check in checks:
-        out(f"{'PASS' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+        out(f"{check.label} {check.name}: {check.detail}")
     if failed:
         why = "for good" if final else f"after {elapsed:.0f} s"
         out(f"verify_deployment: {len(failed)} of {len(checks)} checks failed {why}: "
             f"{', '.join(c.name for c in failed)}")
         return False
-    out(f"verify_deployment: all {len(checks)} checks hold after {elapsed:.0f} s")
+    skipped = [c.name for c in checks if c.skipped]
+    if skipped:
+        out(f"verify_deployment: {len(checks) - len(skipped)} of {len(checks)} checks hold, {len(skipped)} SKIPPED "
+            f"(the service is scaled to zero by its schedule: {', '.join(skipped)}) after {elapsed:.0f} s")
+    else:
+        out(f"verify_deployment: all {len(checks)} checks hold after {elapsed:.0f} s")
     return True
 
 
@@ -512,8 +565,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_SECONDS, help="seconds between polls")
     parser.add_argument("--region", help="AWS region (default: the target group's)")
     parser.add_argument("--profile", help="AWS profile")
-    parser.add_argument("--url", help="base URL to call instead of serviceUrl (your domain, when the ALB serves "
-                                      "HTTPS with a certificate for it)")
+    parser.add_argument("--url", default=os.environ.get(URL_VARIABLE) or None,
+                        help="base URL to call instead of serviceUrl (your domain, when the ALB serves HTTPS with a "
+                             f"certificate for it; default: the environment variable {URL_VARIABLE} when not empty, "
+                             "else serviceUrl)")
     parser.add_argument("--smoke-set", metavar="FILE", default=str(SMOKE_SET),
                         help="smoke set whose first request is POSTed (default: app/smoke/requests.json)")
     return parser.parse_args(argv)
@@ -527,7 +582,10 @@ def main(argv: list[str] | None = None, clients: Clients | None = None,
         smoke_path, smoke_body = load_smoke(Path(args.smoke_set))
         if args.timeout <= 0 or args.interval < 0:
             raise UsageError("--timeout must be positive and --interval not negative")
-    url = (args.url or outputs.service_url).rstrip("/")
+        url = (args.url or outputs.service_url).rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"the URL to call, {url!r} (--url, else {URL_VARIABLE}, else serviceUrl), must start "
+                             "with http:// or https://, e.g. https://models.example.com")
     print(f"verify_deployment: {args.stack or args.outputs}: {url}, cluster {outputs.cluster}, service "
           f"{outputs.service}, timeout {args.timeout:.0f} s")
     clients = clients or Clients.create(args.region or outputs.region, args.profile)
