@@ -8,7 +8,6 @@ import functools
 import json
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -20,31 +19,12 @@ from model_server.main import ModelServer
 from model_server.train import train
 
 Message = MutableMapping[str, Any]
-APP_DIR = Path(__file__).resolve().parent.parent / "app"
 LOAD_SECONDS = 10
-
-
-# Set by tests/conftest.py when it starts training in a background process at collection time: the training
-# (and scikit-learn's import for it) then runs on the second core while the stack tests run on the first.
-background_training: tuple[subprocess.Popen[bytes], Path] | None = None
-
-
-def start_background_training() -> tuple[subprocess.Popen[bytes], Path]:
-    """`model_server.train --output <dir>` in a process of its own; `trained_model_dir` waits for it."""
-    path = Path(tempfile.mkdtemp(prefix="model-"))
-    process = subprocess.Popen([sys.executable, "-m", "model_server.train", "--output", str(path)],
-                               cwd=APP_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return process, path
 
 
 @functools.cache
 def trained_model_dir() -> Path:
-    """The reference model, trained once per test session (in the background when conftest started it)."""
-    if background_training is not None:
-        process, path = background_training
-        _, stderr = process.communicate(timeout=120)
-        assert process.returncode == 0, stderr.decode()
-        return path
+    """The reference model, trained once per test session."""
     path = Path(tempfile.mkdtemp(prefix="model-"))
     train(path)
     return path

@@ -85,15 +85,13 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the model server's tests last, so what is started below in the background (the trained model, the
-    real server) is ready by the time they need it; the real-server tests last of all."""
-    items.sort(key=lambda item: (item.nodeid.startswith("tests/test_app_"), item.nodeid.startswith(REAL_SERVER_TESTS)))
+    """Run the real-server tests last, so the server started below has booted by the time they need it."""
+    items.sort(key=lambda item: item.nodeid.startswith(REAL_SERVER_TESTS))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     try:
         _start_real_server_early(session)
-        _train_the_model_early(session)
     finally:
         # Everything loaded so far (the SDKs, scikit-learn for the model the server gets) lives as long as the
         # session: leave it out of every collection from here on (a full pass over it costs 0.1 s each time).
@@ -102,15 +100,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # less often (the default 700 allocations makes it run thousands of times over nothing collectable).
         gc.set_threshold(50_000, 20, 20)
         gc.enable()
-
-
-def _train_the_model_early(session: pytest.Session) -> None:
-    """Train the reference model for the in-process server tests on the second core, while the stack tests run
-    on the first (scikit-learn's import and the fit cost about a second)."""
-    if any(item.nodeid.startswith("tests/test_app_") for item in session.items):
-        from tests import app_support  # noqa: PLC0415 - only when app tests were collected
-
-        app_support.background_training = app_support.start_background_training()
 
 
 def _start_real_server_early(session: pytest.Session) -> None:
