@@ -241,13 +241,14 @@ class Cluster(pulumi.ComponentResource):
                            for t in sorted(spec.instance_types)]),
         ) if spot else None
         # Without max_group_prepared_capacity the pool holds max size minus desired (prod: four, not one); with
-        # it equal to min_size the pool has exactly that size (PutWarmPool). Instances scaled in go back to the
-        # pool stopped instead of being terminated. A pooled instance has not registered with ECS
-        # (ECS_WARM_POOLS_CHECK), so it has pulled no image: it saves the boot, not the image pull.
+        # it equal to min_size the pool has exactly that size (PutWarmPool). No instance reuse policy: the ECS
+        # guide ("Configuring pre-initialized instances for your Amazon ECS Auto Scaling group") does not allow
+        # ReuseOnScaleIn on an ECS group, so scaled-in instances terminate and the pool refills with new ones.
+        # A pooled instance has not registered with ECS (ECS_WARM_POOLS_CHECK), so it has pulled no image: it
+        # saves the boot, not the image pull.
         warm_pool = aws.autoscaling.GroupWarmPoolArgs(
             pool_state="Stopped", min_size=spec.warm_pool_min_size,
             max_group_prepared_capacity=spec.warm_pool_min_size,
-            instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
         ) if spec.warm_pool_min_size else None
         # A new launch-template version (a new AMI, user data, instance type) starts an instance refresh, which
         # replaces every instance, warm-pool ones included. It launches each replacement before terminating

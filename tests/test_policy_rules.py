@@ -335,6 +335,8 @@ VIOLATIONS: list[tuple[str, Edit]] = [
     ("ecs-service-depends-on-listener-and-role-policies", lambda s: drop_dependency(s, "service", "exec_attach")),
     ("asg-force-delete", lambda s: props(s, "asg").update(forceDelete=False)),
     ("asg-ecs-managed-tag", lambda s: props(s, "asg").update(tags=[])),
+    ("asg-warm-pool-no-reuse-on-scale-in", lambda s: props(s, "asg").update(
+        warmPool={"poolState": "Stopped", "minSize": 1.0, "instanceReusePolicy": {"reuseOnScaleIn": True}})),
     ("desired-counts-ignored", lambda s: s["service"].ignore_changes.clear()),
     ("ecs-grace-period-covers-start-period", lambda s: props(s, "service").update(healthCheckGracePeriodSeconds=60.0)),
     ("ecs-task-fits-instance-type", lambda s: props(s, "td").update(memory="16384")),

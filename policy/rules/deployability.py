@@ -125,6 +125,13 @@ def _asg_ecs_managed_tag(args: ResourceValidationArgs) -> Iterator[str]:
         yield "tags must include AmazonECSManaged with propagateAtLaunch true, or ECS never scales the group in"
 
 
+def _warm_pool_no_reuse(args: ResourceValidationArgs) -> Iterator[str]:
+    policy = as_map(as_map(args.props.get("warmPool")).get("instanceReusePolicy"))
+    if truthy(policy.get("reuseOnScaleIn")):
+        yield ("warmPool.instanceReusePolicy.reuseOnScaleIn must not be true: ECS does not allow a warm pool of an "
+               "ECS Auto Scaling group to take instances back on scale-in")
+
+
 # --- stack checks -----------------------------------------------------------------------------------------
 
 def _termination_protection_prerequisites(stack: StackView) -> Iterator[tuple[str, str]]:
@@ -523,6 +530,10 @@ POLICIES: list[Policy] = [
     _resource("asg-ecs-managed-tag",
               "Auto Scaling groups carry AmazonECSManaged=true, propagated at launch. Sources: FN-9.",
               [ASG], _asg_ecs_managed_tag, "Add the tag AmazonECSManaged=true with propagate_at_launch=True."),
+    _resource("asg-warm-pool-no-reuse-on-scale-in",
+              "A warm pool of an ECS Auto Scaling group does not return instances to the pool on scale-in. "
+              "Sources: BP (ECS warm pools, using-warm-pool).",
+              [ASG], _warm_pool_no_reuse, "Drop the warm pool's instance_reuse_policy."),
     _resource("desired-counts-ignored",
               "The ECS service's desiredCount and the group's desiredCapacity are in ignore_changes. Sources: FN-10.",
               [SERVICE, ASG], _desired_count_ignored,
