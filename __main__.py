@@ -85,7 +85,9 @@ service = Service(
 observability.watch_service(service.service.name)
 Autoscaling(name, args.autoscaling, cluster_name=cluster.cluster.name, service_name=service.service.name,
             load_balancer_arn_suffix=load_balancer.load_balancer.arn_suffix,
-            target_group_arn_suffix=load_balancer.target_group.arn_suffix, opts=opts)
+            target_group_arn_suffix=load_balancer.target_group.arn_suffix,
+            alternate_target_group_arn_suffix=release.alternate_target_group.arn_suffix if release else None,
+            opts=opts)
 
 pulumi.export("serviceUrl", load_balancer.url)
 pulumi.export("repositoryUrl", registry.repository_url)

@@ -5,6 +5,7 @@ the service to zero tasks (nights, weekends) and back; the capacity providers th
 groups to zero and back through managed scaling.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -37,6 +38,36 @@ def request_count_label(load_balancer_arn_suffix: str, target_group_arn_suffix: 
     return f"{load_balancer_arn_suffix}/{target_group_arn_suffix}"
 
 
+_Custom = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs
+_Query = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgs
+_Stat = aws.appautoscaling.\
+    PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatArgs
+_Metric = aws.appautoscaling.\
+    PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs
+_Dimension = aws.appautoscaling.\
+    PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs
+
+
+def requests_per_healthy_target(load_balancer_arn_suffix: pulumi.Input[str],
+                                target_group_arn_suffixes: Sequence[pulumi.Input[str]]) -> _Custom:
+    """The load balancer's requests per minute divided by the healthy targets of every target group: what
+    ALBRequestCountPerTarget measures for one group, for a service whose production moves between two."""
+    def alb(query_id: str, name: str, stat: str, dimensions: dict[str, pulumi.Input[str]]) -> _Query:
+        return _Query(id=query_id, return_data=False, metric_stat=_Stat(stat=stat, metric=_Metric(
+            namespace="AWS/ApplicationELB", metric_name=name,
+            dimensions=[_Dimension(name=key, value=value) for key, value in dimensions.items()])))
+
+    healthy = [alb(f"healthy{index}", "HealthyHostCount", "Average",
+                   {"LoadBalancer": load_balancer_arn_suffix, "TargetGroup": target_group})
+               for index, target_group in enumerate(target_group_arn_suffixes)]
+    targets = " + ".join(f"FILL({query.id}, 0)" for query in healthy)
+    return _Custom(metrics=[
+        alb("requests", "RequestCount", "Sum", {"LoadBalancer": load_balancer_arn_suffix}), *healthy,
+        # No healthy target: no traffic to spread, nothing to scale on (the other policies still apply).
+        _Query(id="perTarget", expression=f"IF(({targets}) > 0, FILL(requests, 0) / ({targets}), 0)",
+               label="requests per healthy target", return_data=True)])
+
+
 class Autoscaling(pulumi.ComponentResource):
     target: aws.appautoscaling.Target
     request_count_policy: aws.appautoscaling.Policy
@@ -46,7 +77,9 @@ class Autoscaling(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AutoscalingArgs, *, cluster_name: pulumi.Input[str],
                  service_name: pulumi.Input[str], load_balancer_arn_suffix: pulumi.Input[str],
-                 target_group_arn_suffix: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
+                 target_group_arn_suffix: pulumi.Input[str],
+                 alternate_target_group_arn_suffix: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("model-serving:infra:Autoscaling", name, None, opts)
         scaling = svc = args
 
@@ -95,11 +128,19 @@ class Autoscaling(pulumi.ComponentResource):
             return policy
 
         metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
-        self.request_count_policy = tracking("requests", metric(
-            predefined_metric_type="ALBRequestCountPerTarget",
-            resource_label=pulumi.Output.all(load_balancer_arn_suffix, target_group_arn_suffix).apply(
-                lambda suffixes: request_count_label(*suffixes))),
-            scaling.requests_per_target_per_minute)
+        if alternate_target_group_arn_suffix is None:
+            self.request_count_policy = tracking("requests", metric(
+                predefined_metric_type="ALBRequestCountPerTarget",
+                resource_label=pulumi.Output.all(load_balancer_arn_suffix, target_group_arn_suffix).apply(
+                    lambda suffixes: request_count_label(*suffixes))),
+                scaling.requests_per_target_per_minute)
+        else:
+            # A blue/green, linear or canary release leaves production on either target group, and the
+            # predefined metric names one: requests per healthy target over both, by metric math.
+            self.request_count_policy = tracking("requests", None, scaling.requests_per_target_per_minute,
+                                                 requests_per_healthy_target(
+                                                     load_balancer_arn_suffix,
+                                                     [target_group_arn_suffix, alternate_target_group_arn_suffix]))
         self.cpu_policy = tracking("cpu", metric(predefined_metric_type="ECSServiceAverageCPUUtilization"),
                                    scaling.cpu_target_percent)
         # Requests in flight per task track what a model task is busy with, whatever each request costs.

@@ -343,7 +343,8 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
      {"ecs-task-fits-instance-type"}),
     ("request-count label of the target group only",
      set_input("aws:appautoscaling/policy:Policy", "targetTrackingScalingPolicyConfiguration."
-               "predefinedMetricSpecification.resourceLabel", "targetgroup/model-serving-prod-tg/73e2d6bc24d8a067",
+               "predefinedMetricSpecification", {"predefinedMetricType": "ALBRequestCountPerTarget",
+                                                 "resourceLabel": "targetgroup/model-serving-prod-tg/73e2d6bc24d8a067"},
                "model-serving-prod-requests"), {"autoscaling-request-count-label"}),
     ("service not waiting for the capacity association",
      drop_service_dependency("model-serving-prod-capacity-providers"), {"ecs-service-depends-on-capacity-association"}),

@@ -303,8 +303,9 @@ def test_rolling_to_linear_takes_two_updates_and_replaces_nothing(dev: StackRun,
     # Update 1 adds the traffic resources, keeps every URN, and changes only the service among the existing ones.
     assert set(before) < set(step1)
     changed = {before[urn].name for urn in before if before[urn].inputs != step1[urn].inputs}
-    # The service, and the unhealthy-targets alarm and dashboard, which now watch the alternate target group too.
-    assert changed == {"model-serving-dev", "model-serving-dev-unhealthy-targets"}
+    # The service, and what now watches the alternate target group too: the unhealthy-targets alarm, the
+    # dashboard and the requests scaling policy (requests per healthy target of both groups).
+    assert changed == {"model-serving-dev", "model-serving-dev-unhealthy-targets", "model-serving-dev-requests"}
     service1 = entering.one(SERVICE)
     assert service1["deploymentConfiguration"] == {"strategy": "ROLLING"}
     assert "advancedConfiguration" in service1["loadBalancers"][0]
