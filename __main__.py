@@ -118,3 +118,5 @@ if observability.topic:
 pulumi.export("environmentClass", settings.environment_class)
 pulumi.export("taskDefinitionArn", task.task_definition.arn)
 pulumi.export("targetGroupArn", load_balancer.target_group.arn)
+# What tools/preflight.py compares before the next update (a changed port replaces the target groups).
+pulumi.export("containerPort", settings.container_port)

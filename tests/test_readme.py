@@ -277,7 +277,8 @@ CLOUD_FREE = {  # pattern of a README command (venv/bin/python is the interprete
     r"venv/bin/python tools/readme_tables\.py( --check)?": _tables,
 }
 NEEDS_AWS = (r"venv/bin/python tools/promote_image\.py .*",  # tests/test_promote_image.py, on a local registry
-             r"venv/bin/python tools/verify_deployment\.py .*")  # tests/test_verify_deployment.py, on moto
+             r"venv/bin/python tools/verify_deployment\.py .*",  # tests/test_verify_deployment.py, on moto
+             r"venv/bin/python tools/preflight\.py .*")  # tests/test_preflight.py, on files of outputs and config
 
 
 def readme_commands() -> list[str]:

@@ -7,6 +7,7 @@ pins and linters. The `run:` scripts are executed with fake `pulumi` and `gh` co
 """
 
 import functools
+import json
 import os
 import re
 import stat
@@ -567,12 +568,20 @@ def test_the_gate_fails_when_a_deploy_secret_is_visible_outside_the_environments
 
 # --- pulumi-run.sh: what every pulumi job runs ------------------------------------------------------------
 
-def fakes(tmp_path: Path, pulumi_exit: int, comments: str = "") -> dict[str, str]:
-    """Fake `pulumi` (records its arguments, prints a diff) and `gh` (records calls, lists `comments`)."""
+def fakes(tmp_path: Path, pulumi_exit: int, comments: str = "", outputs: dict[str, Any] | None = None,
+          config: dict[str, str] | None = None) -> dict[str, str]:
+    """Fake `pulumi` (records its arguments, prints a diff; answers `stack output --json` with `outputs`, none by
+    default: a new stack, and `config --json` with `config`) and `gh` (records calls, lists `comments`)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs or {}))
+    (tmp_path / "config.json").write_text(json.dumps({key: {"value": value, "secret": False}
+                                                      for key, value in (config or {}).items()}))
     (bin_dir / "pulumi").write_text(
-        f'#!/bin/sh\necho "$@" > "{tmp_path}/pulumi.args"\necho "~ aws:ecs:Service svc update [diff: ~desiredCount]"\n'
+        f'#!/bin/sh\necho "$@" >> "{tmp_path}/pulumi.calls"\n'
+        f'case "$1 $2" in "stack output") cat "{tmp_path}/outputs.json"; exit 0 ;; '
+        f'"config --json") cat "{tmp_path}/config.json"; exit 0 ;; esac\n'
+        f'echo "$@" > "{tmp_path}/pulumi.args"\necho "~ aws:ecs:Service svc update [diff: ~desiredCount]"\n'
         + ('echo "error: no changes were expected but changes were proposed"\n' if pulumi_exit else "")
         + f"exit {pulumi_exit}\n")
     (bin_dir / "gh").write_text(
@@ -593,7 +602,8 @@ def run_script(args: list[str], env: dict[str, str]) -> subprocess.CompletedProc
 @pytest.mark.parametrize(("mode", "flags"), [
     ("preview", ["preview", "--diff"]),
     ("drift", ["preview", "--diff", "--refresh", "--expect-no-changes"]),
-    ("up", ["up", "--yes", "--refresh"]),   # README: without --refresh Pulumi misses the schedules' changes
+    # README: without --refresh Pulumi misses the schedules' changes. Runs tools/preflight.py first: a subprocess.
+    pytest.param("up", ["up", "--yes", "--refresh"], marks=pytest.mark.integration),
 ])
 def test_each_command_names_its_stack_and_runs_the_stacks_policy_pack(
         tmp_path: Path, mode: str, flags: list[str]) -> None:
@@ -604,6 +614,32 @@ def test_each_command_names_its_stack_and_runs_the_stacks_policy_pack(
     assert args[args.index("--policy-pack") + 1] == "policy"
     assert args[args.index("--policy-pack-config") + 1] == "policy/config.dev.json"
     assert (ROOT / "policy" / "config.dev.json").is_file()
+
+
+UPGRADED_PROD = {"serviceName": "svc", "serviceUrl": "http://alb", "clusterName": "c"}  # before strategies
+
+
+@pytest.mark.integration  # runs tools/preflight.py
+@pytest.mark.parametrize(("config", "deploys"), [
+    ({}, False),                                             # ROLLING to prod's default CANARY in one update
+    ({"model-serving:previousDeploymentStrategy": "ROLLING"}, True),  # step 1 of 2
+])
+def test_up_runs_the_preflight_first_and_a_refusal_fails_the_job_with_its_report(
+        tmp_path: Path, config: dict[str, str], deploys: bool) -> None:
+    stack_file = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    env = {**fakes(tmp_path, 0, outputs=UPGRADED_PROD, config={**stack_file, **config}), "STACK_NAME": "acme/prod"}
+    result = run_script(["up", "prod"], env)
+    calls = (tmp_path / "pulumi.calls").read_text().splitlines()
+    assert calls[:2] == ["stack output --json -s acme/prod", "config --json -s acme/prod"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert (result.returncode == 0) is deploys, result.stdout + result.stderr
+    assert any(call.startswith("up --stack acme/prod") for call in calls) is deploys
+    if not deploys:
+        assert result.returncode == 1 and "NOT RUN: tools/preflight.py stopped it (exit 1)" in summary
+        assert ("`pulumi config set previousDeploymentStrategy ROLLING -s acme/prod && pulumi up -s acme/prod`"
+                in summary)
+    else:
+        assert "succeeded" in summary and "ok: acme/prod runs ROLLING, the update runs ROLLING" in summary
 
 
 def test_the_readme_asks_for_the_refresh_that_deploys_do() -> None:

@@ -34,8 +34,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The smoke set app/ owns, which the release check also sends (infra/release_check/check.py): the verifier sends
 # its first request, as one POST of {"instances": ...} to its path.
@@ -104,20 +102,27 @@ def read_outputs(stack: str | None, outputs_file: str | None) -> dict[str, Any]:
     else:
         if not stack:
             raise UsageError("name the stack (--stack) or give its outputs (--outputs FILE)")
-        if shutil.which("pulumi") is None:
-            raise UsageError("the pulumi CLI is not on PATH: install it, or pass --outputs FILE with the JSON of "
-                             f"`pulumi stack output --json -s {stack}`")
-        result = subprocess.run(["pulumi", "stack", "output", "--json", "-s", stack], capture_output=True,
-                                text=True, check=False, cwd=PROJECT_DIR)
-        if result.returncode != 0:
-            raise UsageError(f"`pulumi stack output --json -s {stack}` failed: {result.stderr.strip()}")
-        try:
-            data = json.loads(result.stdout)
-        except ValueError as error:
-            raise UsageError(f"`pulumi stack output --json -s {stack}` printed no JSON: {error}") from error
+        data = pulumi_json(["stack", "output"], stack, "--outputs")
     if not isinstance(data, dict):
         raise UsageError("the stack outputs are not a JSON object")
     return data
+
+
+def pulumi_json(command: list[str], stack: str, instead: str) -> Any:
+    """What `pulumi <command> --json -s <stack>` prints, parsed (tools/preflight.py reads the config with it);
+    `instead`: the option that gives the same JSON from a file."""
+    shown = " ".join(["pulumi", *command, "--json", "-s", stack])
+    if shutil.which("pulumi") is None:
+        raise UsageError(f"the pulumi CLI is not on PATH: install it, or pass {instead} FILE with the JSON of "
+                         f"`{shown}`")
+    result = subprocess.run(["pulumi", *command, "--json", "-s", stack], capture_output=True, text=True,
+                            check=False, cwd=PROJECT_DIR)
+    if result.returncode != 0:
+        raise UsageError(f"`{shown}` failed: {result.stderr.strip()}")
+    try:
+        return json.loads(result.stdout)
+    except ValueError as error:
+        raise UsageError(f"`{shown}` printed no JSON: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ class Clients:
 
     @classmethod
     def create(cls, region: str, profile: str | None = None) -> Clients:
+        import boto3  # noqa: PLC0415 - here: tools/preflight.py imports this module and needs no AWS
+
         session = boto3.Session(profile_name=profile, region_name=region)
         return cls(*(session.client(name) for name in cls.SERVICES))
 

@@ -4,10 +4,11 @@
 #   preview  pulumi preview with the stack's policy pack
 #   drift    the same with --refresh --expect-no-changes: fails when the live resources differ from the code
 #   up       pulumi up with the stack's policy pack, always with --refresh (README: without it Pulumi does not
-#            see what the scheduled scaling actions changed; with schedules, ignore_changes keeps the bounds)
+#            see what the scheduled scaling actions changed; with schedules, ignore_changes keeps the bounds),
+#            after tools/preflight.py: a change that needs two updates fails the job before anything changes
 # The output goes to the log and the job summary, and for a pull request (PR_NUMBER set) to one comment per
 # stack and command, edited on every push. The comment and the summary are written before the exit, so a
-# failed preview still shows why. Exit status: pulumi's.
+# failed preview still shows why. Exit status: pulumi's, or the preflight's when it stops an up.
 # Environment: STACK_NAME (the backend's name of <stack>, e.g. org/dev), GITHUB_STEP_SUMMARY; UPDATE_MESSAGE
 # for up; PR_NUMBER, GITHUB_REPOSITORY and GH_TOKEN for the comment.
 set -uo pipefail
@@ -31,11 +32,24 @@ esac
 
 log=$(mktemp)
 report=$(mktemp)
-echo "+ ${cmd[*]}"
-"${cmd[@]}" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+status=0
+refused=""
+if [ "$mode" = up ]; then
+  preflight=(venv/bin/python tools/preflight.py --stack "$STACK_NAME")
+  echo "+ ${preflight[*]}" | tee "$log"
+  "${preflight[@]}" 2>&1 | tee -a "$log"
+  status=${PIPESTATUS[0]}
+  [ "$status" -eq 0 ] || refused="yes"
+fi
+if [ -z "$refused" ]; then
+  echo "+ ${cmd[*]}"
+  "${cmd[@]}" 2>&1 | tee -a "$log"
+  status=${PIPESTATUS[0]}
+fi
 
-if [ "$status" -eq 0 ]; then
+if [ -n "$refused" ]; then
+  verdict="NOT RUN: tools/preflight.py stopped it (exit ${status}); nothing changed, its lines below say why and what to run"
+elif [ "$status" -eq 0 ]; then
   verdict="succeeded"
 elif [ "$mode" = drift ] && grep -q "no changes were expected" "$log"; then
   verdict="DRIFT: the live resources differ from the code (the diff below; \`pulumi up --refresh\` restores the code's state)"
