@@ -440,6 +440,7 @@ INPUT_FLIPS: list[tuple[str, Callable[[StackRun], object], set[str]]] = [
 ]
 
 
+@pytest.mark.integration  # 69 whole-stack mutations: run by .ci/run; test_policy_rules covers each rule
 @pytest.mark.parametrize(("change", "expected"), [(c, e) for _, c, e in INPUT_FLIPS],
                          ids=[label for label, _, _ in INPUT_FLIPS])
 def test_flipping_a_fixed_prod_setting_is_reported(change: Callable[[StackRun], object], expected: set[str]) -> None:
