@@ -14,7 +14,8 @@ import pytest
 
 from infra.settings import SettingsError, parse_settings
 from infra.settings.args import ERROR_RATE_PERCENT, LATENCY_OBJECTIVE_MS
-from tests.harness import ACCOUNT_ID, PROJECT, PROJECT_DIR, REGION, StackRun, run_stack, stack_config
+from tests.harness import ACCOUNT_ID, PROJECT, PROJECT_DIR, REGION, StackRun, run_stack
+from tests.test_settings import raw_config
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 ALB = "AWS/ApplicationELB"
@@ -323,12 +324,6 @@ def test_in_flight_policy_tracks_the_servers_per_task_signal_only_when_set(obser
     assert policy["resourceId"] == target["resourceId"]
     cpu = next(p for p in observed.of_type("aws:appautoscaling/policy:Policy") if p.name.endswith("-cpu"))
     assert observed.depends_on(policy, cpu)  # one policy change at a time on one target
-
-
-def raw_config(stack_name: str, **overrides: Any) -> dict[str, str]:
-    prefix = f"{PROJECT}:"
-    return {key[len(prefix):]: value for key, value in stack_config(stack_name, overrides).items()
-            if key.startswith(prefix)}
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [

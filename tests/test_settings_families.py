@@ -12,7 +12,7 @@ import pytest
 from infra.instance_types import instance_types
 from infra.naming import AWS_NAMES, bounded_name, name_problems
 from infra.regions import DATA_FILE, regions
-from infra.settings import Settings, SettingsError, parse_settings
+from infra.settings import Settings, SettingsError, parse_config, parse_settings
 from infra.settings import model as settings_model
 from infra.settings.args import component_args, server_environment
 from infra.settings.model import is_timezone
@@ -29,11 +29,7 @@ def parse(stack: str = "dev", overrides: dict[str, Any] | None = None, name: str
           use_stack_file: bool = True) -> Settings:
     """`stack`'s config (Pulumi.yaml < stack file < overrides; `aws:`... keys keep their namespace), parsed as
     stack `name`."""
-    full = stack_config(stack, overrides, use_stack_file)
-    prefix = f"{PROJECT}:"
-    own = {key[len(prefix):]: value for key, value in full.items() if key.startswith(prefix)}
-    other = {key: value for key, value in full.items() if not key.startswith(prefix)}
-    return parse_settings(PROJECT, name or stack, own, other, {})
+    return parse_config(PROJECT, name or stack, stack_config(stack, overrides, use_stack_file), {})
 
 
 def error(stack: str = "dev", overrides: dict[str, Any] | None = None, name: str = "",

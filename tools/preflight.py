@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable as
 
 import yaml
 
-from infra.settings import Settings, SettingsError, parse_settings
+from infra.settings import Settings, SettingsError, parse_config
 from infra.settings.strategy import SHIFTING, deployment_strategy, service_strategy, traffic_shifting
 from tools.verify_deployment import PROJECT_DIR, UsageError, pulumi_json, read_outputs
 
@@ -160,11 +160,8 @@ def read_config(stack: str | None, config_file: str | None) -> dict[str, Any]:
 def settings_of(stack: str, config: dict[str, Any]) -> Settings:
     """The settings the program would read (infra/settings/__init__.py's load_settings, from a config map)."""
     project = str(yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"])
-    prefix = project + ":"
-    own = {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
-    other = {key: value for key, value in config.items() if not key.startswith(prefix)}
     try:
-        return parse_settings(project, stack, own, other, os.environ)
+        return parse_config(project, stack, config, os.environ)
     except SettingsError as error:
         raise UsageError(str(error)) from None
 

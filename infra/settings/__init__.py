@@ -20,7 +20,8 @@ from infra.settings.provider import check_default_tags, check_namespaces, parse_
 from infra.settings.rules import Errors, check_consistency
 from infra.settings.schema import bounds, choices, field_by_key, project_schema, pulumi_type
 
-__all__ = ["ImageRef", "Settings", "SettingsError", "load_settings", "parse_settings", "project_schema"]
+__all__ = ["ImageRef", "Settings", "SettingsError", "load_settings", "parse_config", "parse_settings",
+           "project_schema"]
 
 UNKNOWN_KEY = "is not a setting of this project (see Pulumi.yaml for the keys)"
 
@@ -81,15 +82,21 @@ def _report(errors: Errors, detail: ErrorDetails) -> None:
         errors.fail(key, value, f"must be {'a list of strings' if pulumi_type(field) == 'array' else 'text'}")
 
 
-def load_settings() -> Settings:
-    """Read this stack's configuration (Pulumi.yaml defaults + stack file) and validate it."""
-    project, stack = pulumi.get_project(), pulumi.get_stack()
-    config = _all_config()
+def parse_config(project: str, stack: str, config: Mapping[str, Any], environment: Mapping[str, str],
+                 secret_keys: Collection[str] = ()) -> Settings:
+    """`parse_settings` for a whole config map keyed `namespace:key`, as the CLI hands it to the program: the
+    project's own keys are the settings, every other namespace goes to `other`."""
     prefix = project + ":"
     own = {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
     other = {key: value for key, value in config.items() if not key.startswith(prefix)}
-    secret_keys = [key for key in other if runtime_config.is_config_secret(key)]
-    return parse_settings(project, stack, own, other, os.environ, secret_keys)
+    return parse_settings(project, stack, own, other, environment, secret_keys)
+
+
+def load_settings() -> Settings:
+    """Read this stack's configuration (Pulumi.yaml defaults + stack file) and validate it."""
+    config = _all_config()
+    secret_keys = [key for key in config if runtime_config.is_config_secret(key)]
+    return parse_config(pulumi.get_project(), pulumi.get_stack(), config, os.environ, secret_keys)
 
 
 def _all_config() -> dict[str, Any]:
