@@ -114,6 +114,18 @@ def test_costs_count_what_the_stack_creates(stack: str, request: pytest.FixtureR
             assert f"{group['instanceType']}" in row and f"{'Spot' if name == 'spot' else 'On-Demand'}" in row
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_monitoring_cost_counts_the_alarms_and_metrics_the_stack_creates(stack: str,
+                                                                            request: pytest.FixtureRequest) -> None:
+    """readme_tables.monitoring counts infra/observability.py's alarms by hand: hold it to what is registered."""
+    run: StackRun = request.getfixturevalue(stack)
+    alarms = run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    metrics = sum(len([q for q in a.get("metricQueries", []) if "metric" in q]) or 1 for a in alarms)
+    text = readme_tables.monitoring(readme_tables.stack_settings(stack))
+    assert text.startswith(f"{len(alarms)} alarms reading {metrics} metrics ")
+    assert ("alarm topic KMS key" in text) == bool(run.of_type("aws:sns/topic:Topic"))
+
+
 def test_every_declared_key_has_a_row_a_description_and_a_default() -> None:
     rows = "\n".join(readme_table(config_table().splitlines()[0]))
     for key, spec in project_schema().items():
