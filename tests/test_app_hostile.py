@@ -192,7 +192,7 @@ def test_bodies_with_too_many_rows_or_values_are_422_without_parsing(raw: bytes,
 
     async def scenario() -> None:
         async with running(app()) as server:
-            monkeypatch.setattr(server_main.PredictRequest, "model_validate_json", refuse)
+            monkeypatch.setattr(server.request_model, "model_validate_json", refuse)
             status, _, body = await call(server, "POST", "/predict", headers=JSON, body=raw)
             assert status == 422
             assert body["errors"][0]["msg"].startswith(f"should have at most {MAX_INSTANCES} rows")

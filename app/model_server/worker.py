@@ -31,14 +31,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
+from model_server.scope import ANSWERED, BODY_COMPLETE, REQUESTS_IN_FLIGHT
+
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 DEFAULT_DRAIN_SECONDS = 5.0
 
 log = logging.getLogger("model_server")
 
-# Set in a request's scope when this protocol answered it, so the app does not count it as a client gone.
-ANSWERED = "model_server.answered"
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -88,7 +88,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
+        self.scope[REQUESTS_IN_FLIGHT] = self.tasks  # type: ignore[literal-required]  # every connection's tasks
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
+        super().on_message_complete()
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
@@ -149,7 +154,10 @@ class DrainingServer(Server):
 
 
 class ModelServerWorker(UvicornWorker):
-    CONFIG_KWARGS: dict[str, Any] = {"loop": "auto", "http": BoundedHttpToolsProtocol}  # noqa: RUF012
+    # No X-Forwarded-* processing: the app uses neither client address nor scheme, and behind the ALB (not a
+    # trusted proxy by default) it only costs time. No "server: uvicorn" header either.
+    CONFIG_KWARGS: dict[str, Any] = {"loop": "auto", "http": BoundedHttpToolsProtocol,  # noqa: RUF012
+                                     "proxy_headers": False, "server_header": False}
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

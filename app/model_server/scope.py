@@ -1,0 +1,14 @@
+"""What the HTTP layer (worker.py) adds to a request's ASGI scope for the app (main.py): one definition for both.
+
+Under another ASGI server none of these keys is present, and the app still works: it then arms a body
+deadline for every request and lets a lone request's batch wait one event-loop iteration for others.
+"""
+
+# The HTTP layer answered this request itself (with this status) when its body broke the protocol: the app must
+# not count it again as a client that went away.
+ANSWERED = "model_server.answered"
+# Every request this process has begun, this one included (a sized collection), counting those whose bytes have
+# arrived but whose handling has not started yet: when there is no other, a batch has nobody to wait for.
+REQUESTS_IN_FLIGHT = "model_server.requests_in_flight"
+# Present once the whole body has arrived: the app reads it without arming a deadline.
+BODY_COMPLETE = "model_server.body_complete"
