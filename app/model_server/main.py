@@ -12,8 +12,10 @@ Once SIGTERM has arrived (model_server/worker.py), /health answers 503 "draining
 
 POST /predict answers every client mistake with a 4xx whose JSON body says what is wrong (ERRORS lists them),
 checks the cheap things first (declared length, bracket and comma counts) so a hostile body costs little,
-and never sends a non-finite number: values beyond what the model can score are refused (model.py derives
-the limits), and a model output that is not finite anyway is a 422 for that request only.
+then validates the rest in one pass of pydantic-core (request_model: shape, row length, each feature's
+limit), and never sends a non-finite number: values beyond what the model can score are refused (model.py
+derives the limits), and a model output that is not finite anyway is a 422 for that request only (the JSON
+encoder refuses it: json_response).
 
 gunicorn starts it with `model_server.main:create_app()` (see gunicorn_conf.py).
 """
