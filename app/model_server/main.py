@@ -43,15 +43,19 @@ from model_server import metrics
 from model_server.batching import Batcher, BatchSettings, Runner, UnscorableError, check_finite
 from model_server.emf import EmfPublisher
 from model_server.model import LoadedModel, load_model
-from model_server.scope import ANSWERED, BODY_COMPLETE, REQUESTS_IN_FLIGHT
+from model_server.scope import (
+    ANSWERED,
+    BODY_COMPLETE,
+    DEFAULT_BODY_TIMEOUT_SECONDS,
+    DISCARD_BYTES,
+    REQUESTS_IN_FLIGHT,
+)
 
 DEFAULT_MODEL_DIR = "/opt/model"
 MAX_INSTANCES = 1000
 MAX_LISTED_ERRORS = 10
 RETRY_AFTER_SECONDS = "5"
 DEFAULT_PREDICT_WAIT_SECONDS = 10.0
-DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
-DISCARD_BYTES = 4 << 20  # the largest refused body still read (and dropped) so that its sender sees the 413
 # The longest JSON a float64 can need (sign, 17 significant digits, exponent): the widest valid value.
 WIDEST_NUMBER = -2.2250738585072014e-308
 # Set by gunicorn_conf.py: where workers mark themselves ready, and how many there are.
@@ -198,8 +202,8 @@ def _is_json(content_type: str) -> bool:
 
 
 async def _body(receive: Receive, limit: int) -> bytes:
-    """The request's body, refused (413, and the connection closed: sent without a length, there is no telling
-    where it ends) once it is over `limit` bytes."""
+    """The request's body, refused (413) once it is over `limit` bytes. Sent without a length, it may go on:
+    the HTTP layer drops the rest, up to DISCARD_BYTES (worker.py), so that its sender sees the 413."""
     parts = bytearray()
     while True:
         message = await receive()
@@ -211,7 +215,7 @@ async def _body(receive: Receive, limit: int) -> bytes:
             return body  # the usual case: the whole body in one message, not copied
         parts += body
         if len(parts) > limit:
-            raise ClientError(413, ERRORS[413][0].format(limit=limit), headers=CLOSE)
+            raise ClientError(413, ERRORS[413][0].format(limit=limit))
         if not more:
             return bytes(parts)
 

@@ -1,4 +1,5 @@
-"""What the HTTP layer (worker.py) adds to a request's ASGI scope for the app (main.py): one definition for both.
+"""What the HTTP layer (worker.py) and the app (main.py) agree on, defined once for both: the keys the HTTP layer
+adds to a request's ASGI scope, and how a body the app refused before its end is dropped.
 
 Under another ASGI server none of these keys is present, and the app still works: it then arms a body
 deadline for every request and lets a lone request's batch wait one event-loop iteration for others.
@@ -12,3 +13,9 @@ ANSWERED = "model_server.answered"
 REQUESTS_IN_FLIGHT = "model_server.requests_in_flight"
 # Present once the whole body has arrived: the app reads it without arming a deadline.
 BODY_COMPLETE = "model_server.body_complete"
+
+# A body the app answered before it had all arrived (413) is read and dropped by the HTTP layer, so that its
+# sender, still sending, sees the answer rather than a reset connection: at most this many bytes of it (a
+# larger declared body is cut off at once), arriving within the body deadline (BODY_TIMEOUT_SECONDS).
+DISCARD_BYTES = 4 << 20
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
