@@ -173,6 +173,9 @@ def test_the_wrong_feature_count_names_the_features_in_order(client: TestClient)
     ([[1e308, 1, 1, 1], [1.0], [*SETOSA, 1]], "each instance must have 4", [["instances", 1], ["instances", 2]]),
     ([SETOSA, [1e308, 1, -1e308, 1], [1, 1, 1, 1e308]], "values too large",
      [["instances", 1, 0], ["instances", 1, 2], ["instances", 2, 3]]),
+    ([[1e308, 1, 1, 1]] * 12, "values too large", [["instances", i, 0] for i in range(10)]),  # at most 10 listed
+    ([[1.0]] * 12, "each instance must have 4", [["instances", i] for i in range(10)]),
+    ([["x", 1, 1, 1]] * 12, "body must be", [["instances", i, 0] for i in range(10)]),
 ])
 def test_the_most_basic_mistake_is_answered_first_with_every_place_it_occurs(
         client: TestClient, instances: list[Any], detail: str, locs: list[list[Any]]) -> None:

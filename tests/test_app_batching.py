@@ -16,6 +16,7 @@ from model_server.batching import Batcher, BatchSettings, Runner
 from model_server.emf import EmfPublisher
 from model_server.main import create_app
 from model_server.model import LoadedModel, load_model
+from model_server.scope import BODY_COMPLETE, REQUESTS_IN_FLIGHT
 from tests.app_support import JSON, Message, call, run, running, trained_model_dir
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
@@ -79,7 +80,7 @@ def test_a_batch_never_exceeds_its_size_and_requests_wait_while_the_model_is_bus
     model = Recorder()
 
     async def scenario() -> None:
-        b = batcher(model, max_size=4, max_wait_ms=60_000)
+        b = batcher(model, max_size=4, max_wait_ms=2_000)
         for _ in range(6):
             b.arrive()
         await asyncio.gather(*(b.score(rows(n)) for n in (2, 2, 1, 3, 1, 5)))
@@ -112,6 +113,20 @@ class NanForMinusOne:
         out = np.full((len(rows), 3), 1 / 3)
         out[rows[:, 0] == -1] = np.nan
         return out
+
+
+def test_a_lone_request_the_model_cannot_score_is_422_on_the_spot_too() -> None:
+    info = load_model(trained_model_dir()).info
+    app = create_app(lambda: LoadedModel(NanForMinusOne(), info), batch=BatchSettings(max_size=64))
+
+    async def scenario() -> Any:
+        async with running(app) as server:
+            alone = {REQUESTS_IN_FLIGHT: {"this request"}, BODY_COMPLETE: True}
+            return await call(server, "POST", "/predict", headers=JSON, scope_extra=alone,
+                              body=json.dumps({"instances": [SETOSA, [-1, 1, 1, 1]]}).encode())
+
+    status, _, body = run(scenario())
+    assert status == 422 and [e["loc"] for e in body["errors"]] == [["instances", 1]]
 
 
 @pytest.mark.parametrize("max_size", [1, 64], ids=["batching off", "batching on"])
@@ -263,7 +278,41 @@ def test_a_batch_smaller_than_lately_waits_for_the_rest_up_to_its_maximum_wait()
         return [await requests(3), await requests(2, late=1), await requests(2)]
 
     all_together, one_late, fewer = run(scenario())
-    assert model.calls == [3, 3, 2]
-    assert all_together < 0.05  # every request in flight had joined
-    assert 0.01 <= one_late < 0.07  # two waited for the third of lately, which came after 10 ms
-    assert 0.075 <= fewer < 0.5  # nobody came: they went at the maximum wait
+    assert model.calls == [3, 3, 2]  # the two waited for the third, which came 10 ms later
+    assert one_late >= 0.01 and fewer >= 0.08  # nobody came for the last two: they went at the maximum wait
+    assert all_together < 0.08  # every request in flight had joined: no wait
+
+
+def test_requests_left_over_from_a_full_batch_go_next_at_once() -> None:
+    model = Recorder()
+
+    async def scenario() -> float:
+        b = batcher(model, max_size=4, max_wait_ms=2_000)
+        for _ in range(6):
+            b.arrive()
+        started = time.perf_counter()
+        await asyncio.gather(*(b.score(rows(1)) for _ in range(6)))
+        return time.perf_counter() - started
+
+    assert run(scenario()) < 1.0  # not the 2 s maximum wait
+    assert model.calls == [4, 2]
+
+
+def test_requests_that_never_submit_do_not_make_later_batches_wait() -> None:
+    model = Recorder()
+
+    async def scenario() -> list[float]:
+        b = batcher(model, max_size=64, max_wait_ms=2_000)
+        waited = []
+        for _ in range(3):
+            for _ in range(4):
+                b.arrive()
+            b.leave()  # refused (a 422, say) or its client left
+            b.leave()
+            started = time.perf_counter()
+            await asyncio.gather(b.score(rows(1)), b.score(rows(1)))
+            waited.append(time.perf_counter() - started)
+        return waited
+
+    assert max(run(scenario())) < 1.0  # not the 2 s maximum wait
+    assert model.calls == [2, 2, 2]

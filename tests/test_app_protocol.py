@@ -89,9 +89,10 @@ async def refuse_at_once(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def connection(app: Any, drop_timeout: float = 30.0) -> tuple[BoundedHttpToolsProtocol, Socket]:
+def connection(app: Any, drop_timeout: float = 30.0, keep_alive: float = 5.0) -> tuple[BoundedHttpToolsProtocol,
+                                                                                       Socket]:
     settings = {k: v for k, v in ModelServerWorker.CONFIG_KWARGS.items() if k != "loop"}
-    config = Config(app=app, **settings)
+    config = Config(app=app, timeout_keep_alive=keep_alive, **settings)  # type: ignore[arg-type]
     config.load()
     protocol = BoundedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
     protocol.drop_timeout = drop_timeout
@@ -134,3 +135,17 @@ def test_the_rest_of_a_refused_body_must_come_within_the_body_deadline() -> None
         return socket
 
     assert run(scenario()).closed
+
+
+def test_a_connection_idle_after_dropping_a_refused_body_closes_after_the_keep_alive_timeout() -> None:
+    async def scenario() -> list[bool]:
+        protocol, socket = connection(refuse_at_once, keep_alive=0.05)
+        protocol.data_received(CHUNKED + chunk(100))
+        await asyncio.sleep(0.01)
+        protocol.data_received(chunk(100) + b"0\r\n\r\n")  # the rest, dropped; then nothing more
+        await asyncio.sleep(0.02)
+        open_while_fresh = not socket.closed
+        await asyncio.sleep(0.1)
+        return [open_while_fresh, socket.closed]
+
+    assert run(scenario()) == [True, True]

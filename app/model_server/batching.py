@@ -16,7 +16,9 @@ answered individually.
   BATCH_MAX_WAIT_MS after it opened, whichever comes first. The second rule is what makes batching adaptive:
   under sustained load the clients answered by one batch send their next requests while it is being answered,
   so a batch smaller than lately waits (at most BATCH_MAX_WAIT_MS) for those, rather than splitting the clients
-  into cohorts that each pay for a model call; when the load falls, so does the number it waits for.
+  into cohorts that each pay for a model call; when the load falls, so does the number it waits for. (Counted
+  when requests submit their rows: one refused or abandoned before that counts for nothing.)
+- What a full batch leaves over goes next, at once: those requests came together with it.
 - While the model is busy on its thread, arriving requests queue and go together as the next batch.
 Errors stay with their request: a batch whose call raises is scored again one request at a time, and a row the
 model cannot score fails only the request that sent it (main.py refuses to send non-finite probabilities).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
@@ -38,6 +41,8 @@ DEFAULT_INLINE_MAX_MS = 2.0
 DEFAULT_BATCH_MAX_SIZE = 64
 DEFAULT_BATCH_MAX_WAIT_MS = 2.0
 PEAK_WINDOW_SECONDS = 1.0
+
+log = logging.getLogger("model_server")
 
 
 class UnscorableError(Exception):
@@ -164,15 +169,15 @@ class Batcher:
         self._flush_soon = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # The most /predict requests in flight at once in this window and the one before (see `_peak`).
+        # The most /predict requests in flight at once, counted when one submits, in this window and the one
+        # before (see `_peak`); a request that never submits (refused, or its client left) adds nothing.
         self._peak_now = self._peak_before = 0
-        self._window_ends = 0.0
+        self._window_ends = time.monotonic() + PEAK_WINDOW_SECONDS
+        self._leftover = False  # what is pending was left over from a full batch: it goes next, at once
 
     def arrive(self) -> None:
         """A /predict request started: it may submit rows soon, so a batch may wait for it."""
         self.expected += 1
-        in_flight = self.expected + len(self.pending)
-        self._peak_now = max(self._peak_now, in_flight)
 
     def _peak(self) -> int:
         """The most /predict requests that were in flight at once lately (this window or the one before)."""
@@ -201,6 +206,7 @@ class Batcher:
         self.pending.append(_Pending(rows, future))
         self.pending_rows += len(rows)
         self.expected -= 1
+        self._peak_now = max(self._peak_now, len(self.pending) + self.expected)
         self._schedule()
         return await future
 
@@ -211,7 +217,7 @@ class Batcher:
         # Every request in flight has joined, and as many as were in flight together lately: waiting gains
         # nothing. With fewer than lately, the others are probably on their way (clients answered by the last
         # batch sending their next request), so the batch waits for them, up to the maximum wait.
-        everyone = self.expected <= 0 and len(self.pending) >= self._peak()
+        everyone = self.expected <= 0 and (self._leftover or len(self.pending) >= self._peak())
         if full or everyone or self.settings.max_wait_ms <= 0:
             # Not a wait: the flush runs right after the tasks that are ready now (requests whose bytes arrived
             # together), so those join this batch instead of each going alone.
@@ -235,6 +241,7 @@ class Batcher:
                 batch.append(item)
                 size += len(item.rows)
         self.pending_rows = sum(len(item.rows) for item in self.pending)
+        self._leftover = bool(self.pending)  # those who came with this batch but did not fit: nobody to wait for
         if not batch:
             return
         if self.runner.inline(size):
@@ -259,8 +266,6 @@ class Batcher:
             self._schedule()
 
     def _resolve(self, batch: list[_Pending], outcomes: list[Outcome], calls: list[int]) -> None:
-        for size in calls:
-            self.runner.observe_batch(size)
         for item, (result, error) in zip(batch, outcomes, strict=True):
             if item.future.done():
                 continue
@@ -268,3 +273,8 @@ class Batcher:
                 item.future.set_exception(error)
             else:
                 item.future.set_result(result)
+        try:  # after the answers: a metrics failure must not strand a batch
+            for size in calls:
+                self.runner.observe_batch(size)
+        except Exception:
+            log.exception("recording the batch size failed")

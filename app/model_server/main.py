@@ -201,9 +201,10 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-async def _body(receive: Receive, limit: int) -> bytes:
-    """The request's body, refused (413) once it is over `limit` bytes. Sent without a length, it may go on:
-    the HTTP layer drops the rest, up to DISCARD_BYTES (worker.py), so that its sender sees the 413."""
+async def _body(receive: Receive, limit: int, dropped_by_server: bool) -> bytes:
+    """The request's body, refused (413) once it is over `limit` bytes. Sent without a length, it may go on: this
+    server's HTTP layer drops the rest, up to DISCARD_BYTES (worker.py), so that its sender sees the 413; under
+    another server (`dropped_by_server` false) the connection closes instead, as nothing would bound the rest."""
     parts = bytearray()
     while True:
         message = await receive()
@@ -215,7 +216,7 @@ async def _body(receive: Receive, limit: int) -> bytes:
             return body  # the usual case: the whole body in one message, not copied
         parts += body
         if len(parts) > limit:
-            raise ClientError(413, ERRORS[413][0].format(limit=limit))
+            raise ClientError(413, ERRORS[413][0].format(limit=limit), headers=() if dropped_by_server else CLOSE)
         if not more:
             return bytes(parts)
 
@@ -517,12 +518,12 @@ class ModelServer:
             raise ClientError(413, ERRORS[413][0].format(limit=limit),
                               headers=CLOSE if int(declared) > DISCARD_BYTES else ())
         if BODY_COMPLETE in scope:  # the HTTP layer has the whole body already: no deadline to keep
-            return await _body(receive, limit)
+            return await _body(receive, limit, dropped_by_server=True)
         task = asyncio.current_task()
         assert task is not None
         self._reading[task] = time.monotonic() + self.body_timeout  # _expire_slow_bodies enforces it
         try:
-            return await _body(receive, limit)
+            return await _body(receive, limit, dropped_by_server=REQUESTS_IN_FLIGHT in scope)
         except asyncio.CancelledError:
             if task not in self._overdue:
                 raise

@@ -59,10 +59,6 @@ _predictions = [0]
 MAX_UNPUBLISHED = 20_000  # published at once beyond this, so memory stays bounded without the publishing loop
 
 
-def route_of(path: str) -> str:
-    return path if path in ROUTES else OTHER_ROUTE
-
-
 def observe(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request (published within PUBLISH_SECONDS of main.py)."""
     _answered.append((method, route, status, seconds))

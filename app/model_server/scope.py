@@ -10,6 +10,7 @@ deadline for every request and lets a lone request's batch wait one event-loop i
 ANSWERED = "model_server.answered"
 # Every request this process has begun, this one included (a sized collection), counting those whose bytes have
 # arrived but whose handling has not started yet: when there is no other, a batch has nobody to wait for.
+# Present only under this server's HTTP layer, so it also says that layer bounds what it drops (below).
 REQUESTS_IN_FLIGHT = "model_server.requests_in_flight"
 # Present once the whole body has arrived: the app reads it without arming a deadline.
 BODY_COMPLETE = "model_server.body_complete"

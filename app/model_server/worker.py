@@ -116,6 +116,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_drop_timer()
         self.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
         super().on_message_complete()
+        if (self.cycle is not None and self.cycle.response_complete and not self.pipeline
+                and self.timeout_keep_alive_task is None and not self.transport.is_closing()):
+            # The answer went before the body ended, and each dropped chunk cancelled uvicorn's keep-alive timer
+            # (armed when the answer went): the connection is idle from now on, so the idle timeout applies again.
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
 
     def _drop(self, size: int) -> None:
         """The app answered before the body ended (a 413): read and drop the rest, so that the client, still
