@@ -104,9 +104,8 @@ async def bare_app(scope: Scope, receive: Callable[[], Awaitable[Message]],
             body += message.get("body", b"")
             more = message.get("more_body", False)
         rows = np.asarray(json.loads(body)["instances"], dtype=np.float64)
-        predictions = model.predictions(model.probabilities(rows))
         payload = {"model": {"name": model.info.name, "version": model.info.version},
-                   "predictions": [{"label": p.label, "probabilities": p.probabilities} for p in predictions]}
+                   "predictions": model.predictions(model.probabilities(rows))}
     content = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]})

@@ -60,15 +60,17 @@ def body_messages(body: bytes) -> Callable[[], Awaitable[Message]]:
 
 
 async def call(app: ModelServer, method: str, path: str, receive: Callable[[], Awaitable[Message]] | None = None,
-               headers: dict[str, str] | None = None, body: bytes = b"") -> tuple[int | None, dict[str, str], Any]:
-    """One request straight through ASGI: (status or None when nothing was sent, headers, JSON body or None)."""
+               headers: dict[str, str] | None = None, body: bytes = b"",
+               scope_extra: dict[str, Any] | None = None) -> tuple[int | None, dict[str, str], Any]:
+    """One request straight through ASGI: (status or None when nothing was sent, headers, JSON body or None).
+    `scope_extra` adds what this server's HTTP layer would (model_server/scope.py)."""
     sent: list[Message] = []
 
     async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": path,
-             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
+             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()], **(scope_extra or {})}
     await app(scope, receive or body_messages(body), send)
     if not sent:
         return None, {}, None

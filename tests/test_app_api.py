@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -167,6 +168,23 @@ def test_the_wrong_feature_count_names_the_features_in_order(client: TestClient)
     assert [e["loc"] for e in body["errors"]] == [["instances", 1], ["instances", 3]]
 
 
+@pytest.mark.parametrize(("instances", "detail", "locs"), [
+    ([[1e308, 1, 1, 1], [1.0], ["x", 1, 1, 1]], "body must be", [["instances", 2, 0]]),  # shape before all else
+    ([[1e308, 1, 1, 1], [1.0], [*SETOSA, 1]], "each instance must have 4", [["instances", 1], ["instances", 2]]),
+    ([SETOSA, [1e308, 1, -1e308, 1], [1, 1, 1, 1e308]], "values too large",
+     [["instances", 1, 0], ["instances", 1, 2], ["instances", 2, 3]]),
+    ([[1e308, 1, 1, 1]] * 12, "values too large", [["instances", i, 0] for i in range(10)]),  # at most 10 listed
+    ([[1.0]] * 12, "each instance must have 4", [["instances", i] for i in range(10)]),
+    ([["x", 1, 1, 1]] * 12, "body must be", [["instances", i, 0] for i in range(10)]),
+])
+def test_the_most_basic_mistake_is_answered_first_with_every_place_it_occurs(
+        client: TestClient, instances: list[Any], detail: str, locs: list[list[Any]]) -> None:
+    status, body = predict(client, {"instances": instances})
+    assert status == 422
+    assert detail in body["detail"]
+    assert [e["loc"] for e in body["errors"]] == locs
+
+
 @pytest.mark.parametrize("raw", [b"", b"{", b"not json", b'{"instances": [[1,2,3,4]]', b"\xff\xfe", b"[1,]"])
 def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
     response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
@@ -283,3 +301,19 @@ def test_latencies_counted_between_publications_land_in_the_histogram_as_observe
     assert [delta(bucket % le) for le in ("0.0025", "0.005", "0.025", "0.05", "10.0", "+Inf")] == [0, 2, 2, 3, 3, 4]
     assert delta('http_request_duration_seconds_count{method="PUT",route="/metrics"}') == 4
     assert delta('http_request_duration_seconds_sum{method="PUT",route="/metrics"}') == pytest.approx(99.0311)
+
+
+def test_a_worker_that_answers_faster_than_it_publishes_keeps_its_unpublished_requests_bounded() -> None:
+    from model_server import metrics  # noqa: PLC0415
+
+    count = 'http_requests_total{method="PATCH",route="/metrics",status="405"}'
+
+    def published() -> float:
+        text = metrics.render()[0].decode()
+        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(count)), 0.0)
+
+    before = published()
+    for _ in range(metrics.MAX_UNPUBLISHED + 1):
+        metrics.observe("PATCH", "/metrics", 405, 0.001)
+    assert len(metrics._answered) < metrics.MAX_UNPUBLISHED
+    assert published() - before == metrics.MAX_UNPUBLISHED + 1

@@ -12,17 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_server.batching import Batcher, BatchSettings, Runner, UnscorableError
+from model_server.batching import Batcher, BatchSettings, Runner
 from model_server.emf import EmfPublisher
 from model_server.main import create_app
-from model_server.model import load_model
+from model_server.model import LoadedModel, load_model
+from model_server.scope import BODY_COMPLETE, REQUESTS_IN_FLIGHT
 from tests.app_support import JSON, Message, call, run, running, trained_model_dir
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 
 
 class Recorder:
-    """A stand-in model: probabilities of 1/3 each (NaN for a row starting with -1); records each call."""
+    """A stand-in model: probabilities of 1/3 each; records each call."""
 
     def __init__(self, cost_ms: float = 0.01):
         self.calls: list[int] = []
@@ -35,9 +36,7 @@ class Recorder:
     def probabilities(self, rows: Any) -> Any:
         self.calls.append(len(rows))
         self.threads.append(threading.current_thread().name)
-        out = np.full((len(rows), 3), 1 / 3)
-        out[rows[:, 0] == -1] = np.nan
-        return out
+        return np.full((len(rows), 3), 1 / 3)
 
 
 def batcher(model: Recorder, **settings: Any) -> Batcher:
@@ -81,7 +80,7 @@ def test_a_batch_never_exceeds_its_size_and_requests_wait_while_the_model_is_bus
     model = Recorder()
 
     async def scenario() -> None:
-        b = batcher(model, max_size=4, max_wait_ms=60_000)
+        b = batcher(model, max_size=4, max_wait_ms=2_000)
         for _ in range(6):
             b.arrive()
         await asyncio.gather(*(b.score(rows(n)) for n in (2, 2, 1, 3, 1, 5)))
@@ -107,20 +106,60 @@ def test_a_batch_waits_at_most_its_maximum_for_a_request_still_in_flight() -> No
     assert model.calls == [1]
 
 
-def test_an_unscorable_row_fails_only_its_own_request() -> None:
-    model = Recorder()
+class NanForMinusOne:
+    """An estimator the server cannot derive limits for: NaN probabilities for a row whose first value is -1."""
+
+    def predict_proba(self, rows: Any) -> Any:
+        out = np.full((len(rows), 3), 1 / 3)
+        out[rows[:, 0] == -1] = np.nan
+        return out
+
+
+def test_a_lone_request_the_model_cannot_score_is_422_on_the_spot_too() -> None:
+    info = load_model(trained_model_dir()).info
+    app = create_app(lambda: LoadedModel(NanForMinusOne(), info), batch=BatchSettings(max_size=64))
+
+    async def scenario() -> Any:
+        async with running(app) as server:
+            alone = {REQUESTS_IN_FLIGHT: {"this request"}, BODY_COMPLETE: True}
+            return await call(server, "POST", "/predict", headers=JSON, scope_extra=alone,
+                              body=json.dumps({"instances": [SETOSA, [-1, 1, 1, 1]]}).encode())
+
+    status, _, body = run(scenario())
+    assert status == 422 and [e["loc"] for e in body["errors"]] == [["instances", 1]]
+
+
+@pytest.mark.parametrize("max_size", [1, 64], ids=["batching off", "batching on"])
+def test_an_unscorable_row_fails_only_its_own_request(max_size: int) -> None:
+    lines: list[str] = []
+    info = load_model(trained_model_dir()).info
+    app = create_app(lambda: LoadedModel(NanForMinusOne(), info), emf=EmfPublisher(write=lines.append),
+                     batch=BatchSettings(max_size=max_size, max_wait_ms=1000))
+    gate = asyncio.Event()
+
+    def gated(instances: list[Any]) -> Any:
+        async def receive() -> Message:
+            await gate.wait()  # every request is in flight before any body arrives
+            return {"type": "http.request", "body": json.dumps({"instances": instances}).encode(), "more_body": False}
+        return receive
 
     async def scenario() -> list[Any]:
-        b = batcher(model, max_size=64, max_wait_ms=60_000)
-        for _ in range(3):
-            b.arrive()
-        return list(await asyncio.gather(b.score(rows(2)), b.score(np.vstack([rows(1), rows(1, -1)])),
-                                         b.score(rows(1)), return_exceptions=True))
+        async with running(app) as server:
+            assert server.state.model is not None and server.state.model.feature_limits is None
+            pending = [asyncio.create_task(call(server, "POST", "/predict", gated(instances), JSON))
+                       for instances in ([SETOSA, SETOSA], [SETOSA, [-1, 1, 1, 1]], [SETOSA])]
+            await asyncio.sleep(0.01)
+            gate.set()
+            return list(await asyncio.gather(*pending))
 
-    ok, bad, also_ok = run(scenario())
-    assert model.calls == [5]
-    assert isinstance(bad, UnscorableError) and bad.rows == [1]
-    assert np.isfinite(ok).all() and np.isfinite(also_ok).all()
+    (ok, _, ok_body), (bad, _, bad_body), (also_ok, _, _) = run(scenario())
+    assert (ok, bad, also_ok) == (200, 422, 200)
+    assert bad_body["errors"] == [{"loc": ["instances", 1], "msg": "the model's output is not finite",
+                                   "type": "unscorable"}]
+    assert ok_body["predictions"][0]["probabilities"] == {name: 0.333333 for name in info.class_names}
+    batch_sizes = json.loads(lines[-1])["BatchSize"]
+    assert batch_sizes == ({"Values": [5.0], "Counts": [1]} if max_size > 1  # one call for all three
+                           else {"Values": [1.0, 2.0], "Counts": [1, 2]})
 
 
 @pytest.mark.parametrize(("cost_ms", "runs_on"), [(0.3, "MainThread"), (5.0, "model_0")])
@@ -180,3 +219,100 @@ def test_through_the_server_concurrent_requests_are_batched_and_answered_individ
     assert document["BatchSize"] == {"Values": [3.0], "Counts": [1]}  # one model call for the three valid ones
     assert sum(document["InferenceLatency"]["Counts"]) == 3
 
+
+
+def test_a_request_alone_in_the_process_is_scored_on_the_spot_without_yielding_the_loop() -> None:
+    model = Recorder()
+
+    async def scenario() -> Any:
+        b = batcher(model, max_size=64, max_wait_ms=60_000)
+        b.arrive()
+        score = b.score(rows(1), requests_in_flight={"this request"})
+        with pytest.raises(StopIteration) as done:  # finished at its first step: no future, no loop iteration
+            score.send(None)
+        assert b.expected == 0 and not b.pending
+        return done.value.value
+
+    assert run(scenario()).shape == (1, 3)
+    assert model.calls == [1]
+
+
+def test_a_request_with_others_in_flight_is_not_alone_even_before_they_have_started() -> None:
+    model = Recorder()
+
+    async def scenario() -> Any:
+        b = batcher(model, max_size=64, max_wait_ms=60_000)
+        b.arrive()
+        # The other request's bytes arrived with this one's: in flight at the HTTP layer, not yet in the app.
+        score = b.score(rows(1), requests_in_flight={"this request", "one that has not started"})
+        waiting_for = score.send(None)  # it yields to the loop: the other may still join its batch
+        assert isinstance(waiting_for, asyncio.Future) and model.calls == []
+        await asyncio.sleep(0)  # the batch goes after the requests ready in this loop iteration
+        with pytest.raises(StopIteration) as done:
+            score.send(None)
+        return done.value.value
+
+    assert run(scenario()).shape == (1, 3)
+    assert model.calls == [1]
+
+
+def test_a_batch_smaller_than_lately_waits_for_the_rest_up_to_its_maximum_wait() -> None:
+    model = Recorder()
+
+    async def scenario() -> list[float]:
+        b = batcher(model, max_size=64, max_wait_ms=80)
+
+        async def requests(count: int, late: int = 0) -> float:
+            started = time.perf_counter()
+            for _ in range(count):
+                b.arrive()
+
+            async def one_late() -> Any:
+                await asyncio.sleep(0.01)
+                b.arrive()
+                return await b.score(rows(1))
+
+            await asyncio.gather(*(b.score(rows(1)) for _ in range(count)), *(one_late() for _ in range(late)))
+            return time.perf_counter() - started
+
+        return [await requests(3), await requests(2, late=1), await requests(2)]
+
+    all_together, one_late, fewer = run(scenario())
+    assert model.calls == [3, 3, 2]  # the two waited for the third, which came 10 ms later
+    assert one_late >= 0.01 and fewer >= 0.08  # nobody came for the last two: they went at the maximum wait
+    assert all_together < 0.08  # every request in flight had joined: no wait
+
+
+def test_requests_left_over_from_a_full_batch_go_next_at_once() -> None:
+    model = Recorder()
+
+    async def scenario() -> float:
+        b = batcher(model, max_size=4, max_wait_ms=2_000)
+        for _ in range(6):
+            b.arrive()
+        started = time.perf_counter()
+        await asyncio.gather(*(b.score(rows(1)) for _ in range(6)))
+        return time.perf_counter() - started
+
+    assert run(scenario()) < 1.0  # not the 2 s maximum wait
+    assert model.calls == [4, 2]
+
+
+def test_requests_that_never_submit_do_not_make_later_batches_wait() -> None:
+    model = Recorder()
+
+    async def scenario() -> list[float]:
+        b = batcher(model, max_size=64, max_wait_ms=2_000)
+        waited = []
+        for _ in range(3):
+            for _ in range(4):
+                b.arrive()
+            b.leave()  # refused (a 422, say) or its client left
+            b.leave()
+            started = time.perf_counter()
+            await asyncio.gather(b.score(rows(1)), b.score(rows(1)))
+            waited.append(time.perf_counter() - started)
+        return waited
+
+    assert max(run(scenario())) < 1.0  # not the 2 s maximum wait
+    assert model.calls == [2, 2, 2]

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
 from model_server import metrics
-from model_server.emf import MAX_VALUES, EmfPublisher, two_significant_digits
+from model_server.emf import MAX_UNCOUNTED, MAX_VALUES, EmfPublisher, two_significant_digits
 from model_server.main import create_app
 from model_server.model import load_model
 from tests.app_support import predict, run, running, trained_model_dir
@@ -92,9 +92,21 @@ def test_a_line_is_written_per_interval_only_with_values_and_early_when_a_metric
     assert len(lines) == 1  # nothing collected: nothing written
     for i in range(MAX_VALUES * 2 + 5):
         emf.batch_size(i + 1)
+    assert len(lines) == 1  # a request only appends its value: they are counted every second
+    emf.tick()
     assert len(lines) == 3  # written as soon as a metric holds the 100 distinct values EMF allows
+    assert sum(documents(lines)[-1]["BatchSize"]["Counts"]) == MAX_VALUES
     for document in documents(lines):
         assert_valid_emf(document)
+
+
+def test_values_a_busy_worker_records_between_ticks_stay_bounded() -> None:
+    emf, lines, _ = publisher()
+    for _ in range(MAX_UNCOUNTED * 2 + 1):
+        emf.latency_ms(0.25)
+    assert len(emf.unrecorded["InferenceLatency"]) < MAX_UNCOUNTED
+    emf.flush()
+    assert documents(lines)[-1]["InferenceLatency"] == {"Values": [0.25], "Counts": [MAX_UNCOUNTED * 2 + 1]}
 
 
 def test_metrics_without_values_are_left_out_of_the_line() -> None:

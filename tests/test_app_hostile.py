@@ -176,6 +176,7 @@ def test_an_undeclared_oversized_body_is_413_once_the_limit_is_passed() -> None:
     async def scenario() -> None:
         async with running(app()) as server:
             status, headers, _ = await call(server, "POST", "/predict", receive, JSON)
+            # Closed: under another server nothing bounds the rest (worker.py drops it: test_app_protocol.py).
             assert status == 413 and headers["connection"] == "close"
         assert len(read) * 65536 <= largest_valid_body(4) + 65536  # stopped right after the limit
 
@@ -192,7 +193,7 @@ def test_bodies_with_too_many_rows_or_values_are_422_without_parsing(raw: bytes,
 
     async def scenario() -> None:
         async with running(app()) as server:
-            monkeypatch.setattr(server_main.PredictRequest, "model_validate_json", refuse)
+            monkeypatch.setattr(server.request_model, "model_validate_json", refuse)
             status, _, body = await call(server, "POST", "/predict", headers=JSON, body=raw)
             assert status == 422
             assert body["errors"][0]["msg"].startswith(f"should have at most {MAX_INSTANCES} rows")

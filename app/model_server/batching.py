@@ -6,19 +6,32 @@ slower one runs on this process's single model thread, so the loop keeps answeri
 requests meanwhile. The threshold is PREDICT_INLINE_MAX_MS.
 
 Batching (BATCH_MAX_SIZE instances, BATCH_MAX_WAIT_MS): concurrent requests are scored in one model call and
-answered individually. A request never waits when no other /predict request is in flight in this process (a
-batch of one goes at once); otherwise its batch goes when it holds BATCH_MAX_SIZE instances, when every
-request in flight has joined it, or BATCH_MAX_WAIT_MS after it opened, whichever is first. While the model is
-busy, arriving requests queue and go together as the next batch. Errors stay with their request: a row the
-model cannot score fails only the request that sent it, and a batch whose call raises is scored again one
-request at a time. BATCH_MAX_SIZE 1 turns batching off.
+answered individually.
+- A request that is alone goes at once, on the spot: when the HTTP layer (worker.py) says no other request of
+  this process is in flight, not even one whose bytes arrived with it, nobody can join, so it is scored like an
+  unbatched request, without a batch, a future or another event-loop iteration. (Under another server, which
+  cannot say so, its batch goes one loop iteration later, after the requests that arrived with it joined.)
+- Otherwise its batch goes when it holds BATCH_MAX_SIZE instances; or when every request in flight has joined
+  it, and they are at least as many as were in flight together lately (this second or the one before); or
+  BATCH_MAX_WAIT_MS after it opened, whichever comes first. The second rule is what makes batching adaptive:
+  under sustained load the clients answered by one batch send their next requests while it is being answered,
+  so a batch smaller than lately waits (at most BATCH_MAX_WAIT_MS) for those, rather than splitting the clients
+  into cohorts that each pay for a model call; when the load falls, so does the number it waits for. (Counted
+  when requests submit their rows: one refused or abandoned before that counts for nothing.)
+- What a full batch leaves over goes next, at once: those requests came together with it.
+- While the model is busy on its thread, arriving requests queue and go together as the next batch.
+Errors stay with their request: a batch whose call raises is scored again one request at a time, and a row the
+model cannot score fails only the request that sent it (main.py refuses to send non-finite probabilities).
+BATCH_MAX_SIZE 1 turns batching off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +40,9 @@ from model_server.model import LoadedModel
 DEFAULT_INLINE_MAX_MS = 2.0
 DEFAULT_BATCH_MAX_SIZE = 64
 DEFAULT_BATCH_MAX_WAIT_MS = 2.0
+PEAK_WINDOW_SECONDS = 1.0
+
+log = logging.getLogger("model_server")
 
 
 class UnscorableError(Exception):
@@ -117,8 +133,9 @@ Outcome = tuple[Any, BaseException | None]  # (probabilities, None) or (None, th
 
 def score_isolated(model_call: Callable[[Any], Any], batch: list[Any]) -> tuple[list[Outcome], list[int]]:
     """Score a batch (each item a request's rows) in one call; each request's outcome, and the sizes of the calls
-    made. A row the model cannot score fails its request only; a call that raises is retried one request at a
-    time to find the request that broke it. Touches no asyncio object, so it may run on the model thread."""
+    made. A call that raises is retried one request at a time to find the request that broke it. (A row whose
+    probabilities are not finite fails only its own request too: main.py refuses to send it.) Touches no asyncio
+    object, so it may run on the model thread."""
     import numpy as np  # noqa: PLC0415
 
     calls = [sum(len(rows) for rows in batch)]
@@ -133,15 +150,10 @@ def score_isolated(model_call: Callable[[Any], Any], batch: list[Any]) -> tuple[
             outcomes.append(outcome)
             calls += sizes
         return outcomes, calls
-    all_finite = bool(np.isfinite(probabilities).all())  # one check for the batch: the usual case
     outcomes, start = [], 0
     for rows in batch:
-        mine = probabilities[start:start + len(rows)]
+        outcomes.append((probabilities[start:start + len(rows)], None))
         start += len(rows)
-        try:
-            outcomes.append((mine if all_finite else check_finite(mine), None))
-        except UnscorableError as error:
-            outcomes.append((None, error))
     return outcomes, calls
 
 
@@ -157,22 +169,44 @@ class Batcher:
         self._flush_soon = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The most /predict requests in flight at once, counted when one submits, in this window and the one
+        # before (see `_peak`); a request that never submits (refused, or its client left) adds nothing.
+        self._peak_now = self._peak_before = 0
+        self._window_ends = time.monotonic() + PEAK_WINDOW_SECONDS
+        self._leftover = False  # what is pending was left over from a full batch: it goes next, at once
 
     def arrive(self) -> None:
         """A /predict request started: it may submit rows soon, so a batch may wait for it."""
         self.expected += 1
+
+    def _peak(self) -> int:
+        """The most /predict requests that were in flight at once lately (this window or the one before)."""
+        now = time.monotonic()
+        if now >= self._window_ends:
+            self._peak_before = self._peak_now if now < self._window_ends + PEAK_WINDOW_SECONDS else 0
+            self._peak_now = self.expected + len(self.pending)
+            self._window_ends = now + PEAK_WINDOW_SECONDS
+        return max(self._peak_now, self._peak_before)
 
     def leave(self) -> None:
         """A request that arrived will not submit (it failed validation, or its client left)."""
         self.expected -= 1
         self._schedule()
 
-    async def score(self, rows: Any) -> Any:
-        """The class probabilities of `rows` (this request's), scored alone or with others."""
+    async def score(self, rows: Any, requests_in_flight: Sized | None = None) -> Any:
+        """The class probabilities of `rows` (this request's), scored alone or with others. `requests_in_flight`,
+        when the HTTP server provides it, holds every request this process has begun, including those whose bytes
+        arrived with this one's but whose handling has not started yet: if there is no other, nobody can join."""
+        if (requests_in_flight is not None and len(requests_in_flight) <= 1 and self.expected <= 1
+                and not self.pending and not self.busy and self.runner.inline(len(rows))):
+            self.expected -= 1
+            self.runner.observe_batch(len(rows))
+            return self.runner.model.probabilities(rows)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append(_Pending(rows, future))
         self.pending_rows += len(rows)
         self.expected -= 1
+        self._peak_now = max(self._peak_now, len(self.pending) + self.expected)
         self._schedule()
         return await future
 
@@ -180,8 +214,11 @@ class Batcher:
         if not self.pending or self.busy or self._flush_soon:
             return
         full = self.pending_rows >= self.settings.max_size
-        nobody_else = self.expected <= 0  # every request in flight has joined: waiting gains nothing
-        if full or nobody_else or self.settings.max_wait_ms <= 0:
+        # Every request in flight has joined, and as many as were in flight together lately: waiting gains
+        # nothing. With fewer than lately, the others are probably on their way (clients answered by the last
+        # batch sending their next request), so the batch waits for them, up to the maximum wait.
+        everyone = self.expected <= 0 and (self._leftover or len(self.pending) >= self._peak())
+        if full or everyone or self.settings.max_wait_ms <= 0:
             # Not a wait: the flush runs right after the tasks that are ready now (requests whose bytes arrived
             # together), so those join this batch instead of each going alone.
             self._flush_soon = True
@@ -204,6 +241,7 @@ class Batcher:
                 batch.append(item)
                 size += len(item.rows)
         self.pending_rows = sum(len(item.rows) for item in self.pending)
+        self._leftover = bool(self.pending)  # those who came with this batch but did not fit: nobody to wait for
         if not batch:
             return
         if self.runner.inline(size):
@@ -228,8 +266,6 @@ class Batcher:
             self._schedule()
 
     def _resolve(self, batch: list[_Pending], outcomes: list[Outcome], calls: list[int]) -> None:
-        for size in calls:
-            self.runner.observe_batch(size)
         for item, (result, error) in zip(batch, outcomes, strict=True):
             if item.future.done():
                 continue
@@ -237,3 +273,8 @@ class Batcher:
                 item.future.set_exception(error)
             else:
                 item.future.set_result(result)
+        try:  # after the answers: a metrics failure must not strand a batch
+            for size in calls:
+                self.runner.observe_batch(size)
+        except Exception:
+            log.exception("recording the batch size failed")

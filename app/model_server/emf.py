@@ -33,6 +33,7 @@ LATENCY, BATCH_SIZE, IN_FLIGHT = "InferenceLatency", "BatchSize", "InFlightReque
 UNITS = {LATENCY: "Milliseconds", BATCH_SIZE: "Count", IN_FLIGHT: "Count"}
 DEFAULT_INTERVAL_SECONDS = 10.0
 MAX_VALUES = 100  # EMF allows at most 100 values in one metric's array
+MAX_UNCOUNTED = 10_000  # values kept uncounted at most (counted at once beyond), so memory stays bounded
 
 
 def two_significant_digits(value: float) -> float:
@@ -51,6 +52,8 @@ class EmfPublisher:
         self.write = write or _stdout_line
         self.clock = clock
         self.values: dict[str, Counter[float]] = {name: Counter() for name in UNITS}
+        # Per request only an append: values are rounded and counted in `_count`, before any line is written.
+        self.unrecorded: dict[str, list[float]] = {name: [] for name in UNITS}
         self.last_flush = clock()
 
     @classmethod
@@ -63,26 +66,42 @@ class EmfPublisher:
                    env.get("METRICS_SERVICE_NAME", "") or DEFAULT_SERVICE_NAME, interval)
 
     def record(self, name: str, value: float) -> None:
-        values = self.values[name]
-        values[value] += 1
-        if len(values) >= MAX_VALUES:
-            self.flush()
+        unrecorded = self.unrecorded[name]
+        unrecorded.append(value)
+        if len(unrecorded) >= MAX_UNCOUNTED:
+            self._count()
+
+    def _count(self) -> None:
+        """Round and count the values recorded since the last call; a metric that reaches MAX_VALUES distinct
+        values has a line written at once."""
+        for name, unrecorded in self.unrecorded.items():
+            values = self.values[name]
+            for value in unrecorded:
+                values[two_significant_digits(value) if name == LATENCY else float(value)] += 1
+                if len(values) >= MAX_VALUES:
+                    self._write()
+            unrecorded.clear()
 
     def latency_ms(self, milliseconds: float) -> None:
-        self.record(LATENCY, two_significant_digits(milliseconds))
+        self.record(LATENCY, milliseconds)
 
     def batch_size(self, rows: int) -> None:
-        self.record(BATCH_SIZE, float(rows))
+        self.record(BATCH_SIZE, rows)
 
     def in_flight(self, requests: float) -> None:
-        self.record(IN_FLIGHT, float(requests))
+        self.record(IN_FLIGHT, requests)
 
     def tick(self) -> None:
         """Flush if the interval has passed (called every second)."""
+        self._count()
         if self.clock() - self.last_flush >= self.interval:
-            self.flush()
+            self._write()
 
     def flush(self) -> None:
+        self._count()
+        self._write()
+
+    def _write(self) -> None:
         self.last_flush = self.clock()
         line = self.document()
         for values in self.values.values():
@@ -91,7 +110,7 @@ class EmfPublisher:
             self.write(json.dumps(line, separators=(",", ":")))
 
     def document(self) -> dict[str, Any] | None:
-        """The EMF document of the values collected so far, or None when there are none."""
+        """The EMF document of the values counted so far, or None when there are none."""
         present = [name for name, values in self.values.items() if values]
         if not present:
             return None

@@ -12,8 +12,10 @@ Once SIGTERM has arrived (model_server/worker.py), /health answers 503 "draining
 
 POST /predict answers every client mistake with a 4xx whose JSON body says what is wrong (ERRORS lists them),
 checks the cheap things first (declared length, bracket and comma counts) so a hostile body costs little,
-and never sends a non-finite number: values beyond what the model can score are refused (model.py derives
-the limits), and a model output that is not finite anyway is a 422 for that request only.
+then validates the rest in one pass of pydantic-core (request_model: shape, row length, each feature's
+limit), and never sends a non-finite number: values beyond what the model can score are refused (model.py
+derives the limits), and a model output that is not finite anyway is a 422 for that request only (the JSON
+encoder refuses it: json_response).
 
 gunicorn starts it with `model_server.main:create_app()` (see gunicorn_conf.py).
 """
@@ -23,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -33,24 +37,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from model_server import metrics
 from model_server.batching import Batcher, BatchSettings, Runner, UnscorableError, check_finite
 from model_server.emf import EmfPublisher
 from model_server.model import LoadedModel, load_model
+from model_server.scope import (
+    ANSWERED,
+    BODY_COMPLETE,
+    DEFAULT_BODY_TIMEOUT_SECONDS,
+    DISCARD_BYTES,
+    REQUESTS_IN_FLIGHT,
+)
 
 DEFAULT_MODEL_DIR = "/opt/model"
 MAX_INSTANCES = 1000
 MAX_LISTED_ERRORS = 10
 RETRY_AFTER_SECONDS = "5"
 DEFAULT_PREDICT_WAIT_SECONDS = 10.0
-DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
-DISCARD_BYTES = 4 << 20  # the largest refused body still read (and dropped) so that its sender sees the 413
 # The longest JSON a float64 can need (sign, 17 significant digits, exponent): the widest valid value.
 WIDEST_NUMBER = -2.2250738585072014e-308
-# Set in the scope by model_server/worker.py when the HTTP layer answered the request itself.
-ANSWERED = "model_server.answered"
 # Set by gunicorn_conf.py: where workers mark themselves ready, and how many there are.
 READY_DIR_ENV, WORKERS_ENV = "MODEL_SERVER_READY_DIR", "MODEL_SERVER_WORKERS"
 PUBLISH_SECONDS = 0.25  # Prometheus counts reach /metrics within this (see metrics.py)
@@ -76,15 +83,17 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-
-
-class PredictRequest(BaseModel):
-    """Rows of feature values, in the order the model names them (GET /health lists them)."""
-
-    model_config = ConfigDict(extra="forbid")
-    instances: list[list[FiniteNumber]] = Field(min_length=1, max_length=MAX_INSTANCES,
-                                                description="One row of numbers per instance to classify.")
+def request_model(feature_limits: tuple[float, ...]) -> type[BaseModel]:
+    """The /predict body for a model with these per-feature limits (model.py; inf where it has none): 1 to
+    MAX_INSTANCES rows, each exactly one finite number per feature, in the order the model names them (GET /health
+    lists them), within the feature's limit. pydantic-core checks all of it in one pass over the JSON."""
+    values = tuple(Annotated[float, Field(strict=True, allow_inf_nan=False)] if limit == math.inf else
+                   Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-limit, le=limit)]
+                   for limit in feature_limits)
+    row = tuple.__class_getitem__(values)  # tuple[value_0, value_1, ...]: fixed length
+    instances = Field(min_length=1, max_length=MAX_INSTANCES, description="One row of numbers per instance.")
+    return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
+                        instances=(list[row], instances))  # type: ignore[valid-type]
 
 
 @functools.cache
@@ -95,22 +104,23 @@ def largest_valid_body(feature_count: int) -> int:
     return 2 * len(json.dumps(widest))
 
 
-@dataclass
 class Response:
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-    headers: tuple[tuple[bytes, bytes], ...] = ()
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, content_type: bytes = b"application/json",
+                 headers: tuple[tuple[bytes, bytes], ...] = ()):
+        self.status, self.body, self.content_type, self.headers = status, body, content_type, headers
 
     async def send(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status,
-                    "headers": [(b"content-type", self.content_type),
-                                (b"content-length", str(len(self.body)).encode()), *self.headers]})
+                    "headers": [(b"content-type", self.content_type), (b"content-length", b"%d" % len(self.body)),
+                                *self.headers]})
         await send({"type": "http.response.body", "body": self.body})
 
 
 def json_response(status: int, payload: Any, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Response:
-    return Response(status, json.dumps(payload).encode(), headers=headers)
+    # allow_nan=False: a non-finite number can never reach a client (it would not be JSON either).
+    return Response(status, json.dumps(payload, allow_nan=False).encode(), headers=headers)
 
 
 class ClientError(Exception):
@@ -126,6 +136,22 @@ class ClientError(Exception):
         if self.errors:
             body["errors"] = self.errors[:MAX_LISTED_ERRORS]
         return json_response(self.status, body, self.headers)
+
+
+def _non_finite(probabilities: Any) -> UnscorableError:
+    try:
+        check_finite(probabilities)
+    except UnscorableError as error:
+        return error
+    raise AssertionError("json.dumps refused finite probabilities")
+
+
+def _unscorable(error: Exception) -> ClientError:
+    """The 422 for rows the model cannot score: non-finite outputs, or the model's own refusal (a ValueError)."""
+    if isinstance(error, UnscorableError):
+        return ClientError(422, UNSCORABLE, [{"loc": ["instances", i], "msg": "the model's output is not finite",
+                                              "type": "unscorable"} for i in error.rows])
+    return ClientError(422, UNSCORABLE, [{"loc": ["instances"], "msg": str(error)[:200], "type": "unscorable"}])
 
 
 class ClientGoneError(Exception):
@@ -169,21 +195,84 @@ class Readiness:
 
 
 def _is_json(content_type: str) -> bool:
+    if content_type == "application/json":
+        return True
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-def _validation_errors(error: ValidationError) -> list[dict[str, Any]]:
+async def _body(receive: Receive, limit: int, dropped_by_server: bool) -> bytes:
+    """The request's body, refused (413) once it is over `limit` bytes. Sent without a length, it may go on: this
+    server's HTTP layer drops the rest, up to DISCARD_BYTES (worker.py), so that its sender sees the 413; under
+    another server (`dropped_by_server` false) the connection closes instead, as nothing would bound the rest."""
+    parts = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        if not more and not parts and len(body) <= limit:
+            return body  # the usual case: the whole body in one message, not copied
+        parts += body
+        if len(parts) > limit:
+            raise ClientError(413, ERRORS[413][0].format(limit=limit), headers=() if dropped_by_server else CLOSE)
+        if not more:
+            return bytes(parts)
+
+
+def _listed(errors: list[Any]) -> list[dict[str, Any]]:
     # No "input" field: echoing a client's payload back is noise and may be large.
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in error.errors(include_url=False)[:MAX_LISTED_ERRORS]]
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors[:MAX_LISTED_ERRORS]]
 
 
-def _header(scope: Scope, name: bytes) -> str:
+def _invalid(error: ValidationError, model: LoadedModel) -> ClientError:
+    """The answer to a body request_model refused, most basic mistake first: not JSON (400); not the documented
+    shape (422, the shape's message); a row with the wrong number of values (422, naming the features in order);
+    values beyond the model's limits (422, naming the limits)."""
+    errors = error.errors(include_url=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return ClientError(400, ERRORS[400][0], _listed(errors))
+    counts: dict[int, int] = {}  # row index: how many values it has, for the rows with the wrong number
+    beyond, other = [], []
+    for e in errors:
+        kind, loc = e["type"], e["loc"]
+        if kind == "too_long" and len(loc) == 2:  # a row with too many values
+            counts[int(loc[1])] = int(e["ctx"]["actual_length"])
+        elif kind == "missing" and len(loc) == 3:  # a row with too few: its input is the row
+            counts[int(loc[1])] = len(e["input"])
+        elif kind in ("greater_than_equal", "less_than_equal") and len(loc) == 3:
+            beyond.append(e)
+        else:
+            other.append(e)
+    if other:
+        return ClientError(422, ERRORS[422][0], _listed(other))
+    features, names = model.feature_count, model.info.feature_names
+    if counts:
+        return ClientError(422, f"each instance must have {features} values, in this order: " + ", ".join(names),
+                           [{"loc": ["instances", i], "msg": f"has {n} values, expected {features}",
+                             "type": "feature_count"} for i, n in sorted(counts.items())][:MAX_LISTED_ERRORS])
+    limits = model.feature_limits or ()
+    too_large = []
+    for e in beyond[:MAX_LISTED_ERRORS]:
+        row, feature = int(e["loc"][1]), int(e["loc"][2])
+        too_large.append({"loc": ["instances", row, feature], "type": "too_large",
+                          "msg": f"|{e['input']:g}| is above {limits[feature]:.3g}, the most {names[feature]} can be"})
+    return ClientError(422, "values too large for the model to score (its scores would overflow): each |value| must "
+                            "be at most " + ", ".join(f"{name} {limit:.3g}" for name, limit in zip(names, limits,
+                                                                                                 strict=True)),
+                       too_large)
+
+
+def _body_headers(scope: Scope) -> tuple[str, str]:
+    """The request's Content-Type and Content-Length ("" when absent), in one pass over its headers."""
+    content_type = content_length = ""
     for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return ""
+        if key == b"content-type":
+            content_type = bytes(value).decode("latin-1")
+        elif key == b"content-length":
+            content_length = bytes(value).decode("latin-1")
+    return content_type, content_length
 
 
 def _configure_logging() -> None:
@@ -209,6 +298,7 @@ class ModelServer:
         self.runner: Runner | None = None
         self.batcher: Batcher | None = None
         self.in_flight = 0  # requests this process is handling
+        self.request_model: type[BaseModel] | None = None  # request_model for the loaded model
         self._reading: dict[asyncio.Task[Any], float] = {}  # requests reading their body, by deadline
         self._overdue: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -264,10 +354,15 @@ class ModelServer:
         finally:
             if state.settled is not None:
                 state.settled.set()
+        self.request_model = request_model(model.feature_limits or (math.inf,) * model.feature_count)
         self.runner = Runner(model, self.batch_settings.inline_max_ms, self.emf.batch_size)
         self.batcher = Batcher(self.runner, self.batch_settings) if self.batch_settings.enabled else None
         state.model, state.load_seconds = model, round(time.perf_counter() - started, 3)
         metrics.MODEL_LOADED.set(1)
+        # What is loaded now (the model, numpy, scikit-learn, pydantic) lives as long as the process: leave it
+        # out of garbage collection, which would otherwise walk it again and again while requests come in.
+        gc.collect()
+        gc.freeze()
         self.readiness.mark_ready()
         per_call, per_row = model.cost_ms
         log.info("model %s v%s loaded in %.3f s; one call costs %.3f ms + %.4f ms per row, run on the loop up to "
@@ -304,12 +399,17 @@ class ModelServer:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        method, route = scope["method"], metrics.route_of(scope["path"])
+        method, route = scope["method"], scope["path"]
+        if route not in metrics.ROUTES:
+            route = metrics.OTHER_ROUTE
         status = metrics.CLIENT_CLOSED
         self.in_flight += 1
         try:
             try:
-                response = await self._route(method, route, scope, receive)
+                if route == "/predict" and method == "POST":  # the hot path first
+                    response = await self._predict(scope, receive)
+                else:
+                    response = self._route(method, route)
             except ClientError as error:
                 response = error.response()
             except ClientGoneError:
@@ -329,14 +429,13 @@ class ModelServer:
             if status:
                 metrics.observe(method, route, status, time.perf_counter() - started)
 
-    async def _route(self, method: str, route: str, scope: Scope, receive: Receive) -> Response:
+    def _route(self, method: str, route: str) -> Response:
+        """Every request but POST /predict."""
         allowed = {"/health": "GET", "/predict": "POST", "/metrics": "GET"}.get(route)
         if allowed is None:
             return json_response(404, {"detail": "Not Found"})
         if method != allowed and not (method == "HEAD" and allowed == "GET"):
             return json_response(405, {"detail": "Method Not Allowed"}, ((b"allow", allowed.encode()),))
-        if route == "/predict":
-            return await self._predict(scope, receive)
         if route == "/health":
             return self._health()
         content, content_type = metrics.render()
@@ -360,73 +459,71 @@ class ModelServer:
                                    "workers": self.readiness.workers})
 
     async def _predict(self, scope: Scope, receive: Receive) -> Response:
+        model, runner = self.state.model, self.runner
+        if model is None or runner is None:
+            model, runner = await self._loaded_model()
+        content_type, declared = _body_headers(scope)
+        if not _is_json(content_type):
+            raise ClientError(415, ERRORS[415][0])
+        batcher = self.batcher
+        if batcher is None:
+            rows = self._rows(await self._read_body(scope, receive, declared, model), model)
+            started = time.perf_counter()
+            try:
+                probabilities = await runner.probabilities(rows)
+            except (UnscorableError, ValueError) as error:
+                raise _unscorable(error) from None
+        else:
+            batcher.arrive()
+            try:
+                rows = self._rows(await self._read_body(scope, receive, declared, model), model)
+            except BaseException:
+                batcher.leave()  # it will not submit: a batch must not wait for it
+                raise
+            started = time.perf_counter()
+            try:
+                probabilities = await batcher.score(rows, scope.get(REQUESTS_IN_FLIGHT))
+            except (UnscorableError, ValueError) as error:
+                raise _unscorable(error) from None
+        self.emf.latency_ms((time.perf_counter() - started) * 1000)
+        predictions = model.predictions(probabilities)
+        info = model.info
+        try:
+            response = json_response(200, {"model": {"name": info.name, "version": info.version},
+                                           "predictions": predictions})
+        except ValueError:  # a non-finite probability (possible only for a model without derived limits)
+            raise _unscorable(_non_finite(probabilities)) from None
+        metrics.predicted(len(predictions))
+        return response
+
+    async def _loaded_model(self) -> tuple[LoadedModel, Runner]:
+        """The model once it has loaded (waiting up to PREDICT_WAIT_SECONDS for a worker still loading), or 503."""
         state = self.state
         if state.model is None and state.settled is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.settled.wait(), self.predict_wait)
-        model, runner = state.model, self.runner
-        if model is None or runner is None:
+        if state.model is None or self.runner is None:
             raise ClientError(503, ERRORS[503][0], headers=RETRY)
-        if not _is_json(_header(scope, b"content-type")):
-            raise ClientError(415, ERRORS[415][0])
-        batcher = self.batcher
-        if batcher is not None:
-            batcher.arrive()
-        submitted = False
-        try:
-            body = await self._read_body(scope, receive, model)
-            rows = self._rows(body, model)
-            started = time.perf_counter()
-            try:
-                if batcher is not None:
-                    submitted = True
-                    probabilities = await batcher.score(rows)
-                else:
-                    probabilities = check_finite(await runner.probabilities(rows))
-            except UnscorableError as error:
-                raise ClientError(422, UNSCORABLE, [{"loc": ["instances", i], "msg": "the model's output is not finite",
-                                                     "type": "unscorable"} for i in error.rows]) from None
-            except ValueError as error:  # the model refused finite, well-formed rows (scikit-learn's own checks)
-                raise ClientError(422, UNSCORABLE, [{"loc": ["instances"], "msg": str(error)[:200],
-                                                     "type": "unscorable"}]) from None
-            self.emf.latency_ms((time.perf_counter() - started) * 1000)
-        finally:
-            if batcher is not None and not submitted:
-                batcher.leave()
-        predictions = model.predictions(probabilities)
-        metrics.predicted(len(predictions))
-        info = model.info
-        return json_response(200, {
-            "model": {"name": info.name, "version": info.version},
-            "predictions": [{"label": p.label, "probabilities": p.probabilities} for p in predictions]})
+        return state.model, self.runner
 
     def body_limit(self, model: LoadedModel) -> int:
         return self.max_body_bytes or largest_valid_body(model.feature_count)
 
-    async def _read_body(self, scope: Scope, receive: Receive, model: LoadedModel) -> bytes:
+    async def _read_body(self, scope: Scope, receive: Receive, declared: str, model: LoadedModel) -> bytes:
         limit = self.body_limit(model)
-        detail = ERRORS[413][0].format(limit=limit)
-        declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > limit:
             # Answered before reading any of it. Closing at once while the client still sends makes its TCP stack
             # reset the connection, and the client (or the ALB, as a 502) may never see the 413: a body of up to
             # DISCARD_BYTES is left to the HTTP layer to read and drop (in C, cheaply), a larger one is cut off.
-            raise ClientError(413, detail, headers=CLOSE if int(declared) > DISCARD_BYTES else ())
-        too_large = ClientError(413, detail, headers=CLOSE)  # sent without a length: no telling where it ends
-        body = bytearray()
+            raise ClientError(413, ERRORS[413][0].format(limit=limit),
+                              headers=CLOSE if int(declared) > DISCARD_BYTES else ())
+        if BODY_COMPLETE in scope:  # the HTTP layer has the whole body already: no deadline to keep
+            return await _body(receive, limit, dropped_by_server=True)
         task = asyncio.current_task()
         assert task is not None
         self._reading[task] = time.monotonic() + self.body_timeout  # _expire_slow_bodies enforces it
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGoneError
-                body += message.get("body", b"")
-                if len(body) > limit:
-                    raise too_large
-                if not message.get("more_body", False):
-                    return bytes(body)
+            return await _body(receive, limit, dropped_by_server=REQUESTS_IN_FLIGHT in scope)
         except asyncio.CancelledError:
             if task not in self._overdue:
                 raise
@@ -448,31 +545,12 @@ class ModelServer:
             raise ClientError(422, shape, [{"loc": ["instances"], "type": "too_long",
                                             "msg": f"should have at most {MAX_INSTANCES} rows of {features} values; "
                                                    "the body holds more"}])
+        assert self.request_model is not None  # set with the model
         try:
-            payload = PredictRequest.model_validate_json(body)
+            payload = self.request_model.model_validate_json(body)
         except ValidationError as error:
-            if any(e["type"] == "json_invalid" for e in error.errors()):
-                raise ClientError(400, ERRORS[400][0], _validation_errors(error)) from None
-            raise ClientError(422, shape, _validation_errors(error)) from None
-        wrong = [{"loc": ["instances", i], "msg": f"has {len(row)} values, expected {features}",
-                  "type": "feature_count"}
-                 for i, row in enumerate(payload.instances) if len(row) != features]
-        if wrong:
-            raise ClientError(422, f"each instance must have {features} values, in this order: "
-                                   + ", ".join(model.info.feature_names), wrong)
-        rows = np.asarray(payload.instances, dtype=np.float64)
-        limits = model.limits_array
-        if limits is not None:
-            beyond = np.abs(rows) > limits
-            if beyond.any():
-                names = model.info.feature_names
-                raise ClientError(422, "values too large for the model to score (its scores would overflow): "
-                                       "each |value| must be at most " + ", ".join(
-                                           f"{name} {limit:.3g}" for name, limit in zip(names, limits, strict=True)),
-                                  [{"loc": ["instances", int(i), int(j)], "type": "too_large",
-                                    "msg": f"|{rows[i, j]:g}| is above {limits[j]:.3g}, the most {names[j]} can be"}
-                                   for i, j in np.argwhere(beyond)[:MAX_LISTED_ERRORS]])
-        return rows
+            raise _invalid(error, model) from None
+        return np.asarray(payload.instances, dtype=np.float64)  # type: ignore[attr-defined]
 
 
 def create_app(loader: Callable[[], LoadedModel] | None = None, max_body_bytes: int | None = None,

@@ -6,10 +6,10 @@ under the temp directory) and `/metrics` aggregates them, whichever worker answe
 (tests, a single process) the default registry is used.
 
 Each sample written there takes a lock and a write to a memory-mapped file, four per request, which the
-benchmark measured as a visible share of a request's CPU. So a worker counts requests, latencies and
-predictions in plain Python first and adds them to Prometheus a few times a second (`publish`, also called
-before this worker renders /metrics): another worker's last fraction of a second may be missing from a scrape,
-never lost.
+benchmark measured as a visible share of a request's CPU. So a request only appends (method, route, status,
+seconds) to a list, and a few times a second (`publish`, also called before this worker renders /metrics) the
+worker counts them and adds the counts to Prometheus: another worker's last fraction of a second may be
+missing from a scrape, never lost.
 """
 
 from __future__ import annotations
@@ -53,27 +53,17 @@ CLIENT_CLOSED = 499
 
 # Methods are labels too: anything else a client sends is "other", so made-up methods add no series either.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Not yet published: requests by (method, route, status); per (method, route) the count in each latency bucket
-# (the last one +Inf) followed by the sum of the latencies; predictions.
-_requests: Tally[tuple[str, str, int]] = Tally()
-_latencies: dict[tuple[str, str], list[float]] = {}
+# Not yet published: the answered requests as (method, route, status, seconds), and the instances predicted.
+_answered: list[tuple[str, str, int, float]] = []
 _predictions = [0]
-
-
-def route_of(path: str) -> str:
-    return path if path in ROUTES else OTHER_ROUTE
+MAX_UNPUBLISHED = 20_000  # published at once beyond this, so memory stays bounded without the publishing loop
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request (published within PUBLISH_SECONDS of main.py)."""
-    if method not in METHODS:
-        method = OTHER_ROUTE
-    _requests[(method, route, status)] += 1
-    latencies = _latencies.get((method, route))
-    if latencies is None:
-        latencies = _latencies[(method, route)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-    latencies[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
-    latencies[-1] += seconds
+    _answered.append((method, route, status, seconds))
+    if len(_answered) >= MAX_UNPUBLISHED:
+        publish()
 
 
 def predicted(instances: int) -> None:
@@ -82,17 +72,27 @@ def predicted(instances: int) -> None:
 
 def publish() -> None:
     """Add what was counted since the last call to the Prometheus metrics."""
-    for (method, route, status), count in _requests.items():
+    requests: Tally[tuple[str, str, int]] = Tally()
+    # Per (method, route): the count in each latency bucket (the last one +Inf), then the sum of the latencies.
+    latencies_by_route: dict[tuple[str, str], list[float]] = {}
+    for sent_method, route, status, seconds in _answered:
+        method = sent_method if sent_method in METHODS else OTHER_ROUTE
+        requests[(method, route, status)] += 1
+        latencies = latencies_by_route.get((method, route))
+        if latencies is None:
+            latencies = latencies_by_route[(method, route)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        latencies[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        latencies[-1] += seconds
+    _answered.clear()
+    for (method, route, status), count in requests.items():
         REQUESTS.labels(method, route, str(status)).inc(count)
-    _requests.clear()
-    for (method, route), latencies in _latencies.items():
+    for (method, route), latencies in latencies_by_route.items():
         histogram = LATENCY.labels(method, route)
         # Histogram.observe for many values at once: its buckets (+Inf last) and sum, by their own counters.
         for bucket, in_bucket in zip(histogram._buckets, latencies[:-1], strict=True):
             if in_bucket:
                 bucket.inc(in_bucket)
         histogram._sum.inc(latencies[-1])
-    _latencies.clear()
     if _predictions[0]:
         PREDICTIONS.inc(_predictions[0])
         _predictions[0] = 0

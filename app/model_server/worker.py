@@ -4,8 +4,12 @@ Connections (uvicorn bounds neither the request head nor the time it takes to ar
 - a request head (request line and headers) over MAX_HEADER_BYTES (16384) is answered 431 and closed;
 - a head not complete HEADER_TIMEOUT_SECONDS (10) after its first byte is answered 408 and closed;
 - a connection that sends nothing is closed after KEEPALIVE_SECONDS, as an idle keep-alive connection is;
-- the body's own deadline (BODY_TIMEOUT_SECONDS, 408) and size limit (413) are the app's (main.py).
-Each of these answers is counted in http_requests_total (method "unknown", route "other") and logged.
+- the body's own deadline (BODY_TIMEOUT_SECONDS, 408) and size limit (413) are the app's (main.py);
+- the rest of a body the app refused before it ended (413) is read and dropped, so a client still sending
+  sees the answer, but at most DISCARD_BYTES (4 MiB) of it and within BODY_TIMEOUT_SECONDS, or the connection
+  closes.
+The 431, 408 and 400 answered here are counted in http_requests_total (method "unknown", route "other") and
+logged.
 
 Stopping: on SIGTERM the worker tells the app to answer /health with 503 and keeps serving for DRAIN_SECONDS
 (5), so a health checker sees the task going rather than a refused connection; then it stops accepting and
@@ -31,14 +35,20 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
+from model_server.scope import (
+    ANSWERED,
+    BODY_COMPLETE,
+    DEFAULT_BODY_TIMEOUT_SECONDS,
+    DISCARD_BYTES,
+    REQUESTS_IN_FLIGHT,
+)
+
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 DEFAULT_DRAIN_SECONDS = 5.0
 
 log = logging.getLogger("model_server")
 
-# Set in a request's scope when this protocol answered it, so the app does not count it as a client gone.
-ANSWERED = "model_server.answered"
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -59,22 +69,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     max_head_bytes = int(os.environ.get("MAX_HEADER_BYTES", "") or DEFAULT_MAX_HEADER_BYTES)
     head_timeout = _seconds("HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS)
+    drop_timeout = _seconds("BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS)
+    drop_max_bytes = DISCARD_BYTES
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._rejected_head = False
+        self._dropped = 0  # bytes of an answered request's body read and dropped
+        self._drop_timer: asyncio.TimerHandle | None = None
         # Until it sends something, a new connection is as idle as a kept-alive one: the same timeout applies.
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_drop_timer()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
+        self._head_bytes = self._dropped = 0
         self._cancel_head_timer()
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
@@ -88,7 +103,46 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
+        self.scope[REQUESTS_IN_FLIGHT] = self.tasks  # type: ignore[literal-required]  # every connection's tasks
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.cycle is not None and self.cycle.response_complete:
+            self._drop(len(body))  # uvicorn would ignore it too, but without a bound
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._cancel_drop_timer()
+        self.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
+        super().on_message_complete()
+        if (self.cycle is not None and self.cycle.response_complete and not self.pipeline
+                and self.timeout_keep_alive_task is None and not self.transport.is_closing()):
+            # The answer went before the body ended, and each dropped chunk cancelled uvicorn's keep-alive timer
+            # (armed when the answer went): the connection is idle from now on, so the idle timeout applies again.
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
+
+    def _drop(self, size: int) -> None:
+        """The app answered before the body ended (a 413): read and drop the rest, so that the client, still
+        sending, sees the answer instead of a reset; but no more than DISCARD_BYTES, nor for longer than the
+        body deadline, or the connection closes."""
+        if self._drop_timer is None and self._dropped == 0:
+            self._drop_timer = self.loop.call_later(self.drop_timeout, self._stop_dropping, "took too long")
+        self._dropped += size
+        if self._dropped > self.drop_max_bytes:
+            self._stop_dropping(f"went on beyond {self.drop_max_bytes} bytes")
+
+    def _stop_dropping(self, why: str) -> None:
+        self._cancel_drop_timer()
+        if not self.transport.is_closing():
+            log.info("closed the connection from %s: the rest of a refused body %s", self.client, why)
+            self.transport.close()
+
+    def _cancel_drop_timer(self) -> None:
+        if getattr(self, "_drop_timer", None) is not None:
+            self._drop_timer.cancel()  # type: ignore[union-attr]
+            self._drop_timer = None
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
@@ -149,7 +203,10 @@ class DrainingServer(Server):
 
 
 class ModelServerWorker(UvicornWorker):
-    CONFIG_KWARGS: dict[str, Any] = {"loop": "auto", "http": BoundedHttpToolsProtocol}  # noqa: RUF012
+    # No X-Forwarded-* processing: the app uses neither client address nor scheme, and behind the ALB (not a
+    # trusted proxy by default) it only costs time. No "server: uvicorn" header either.
+    CONFIG_KWARGS: dict[str, Any] = {"loop": "auto", "http": BoundedHttpToolsProtocol,  # noqa: RUF012
+                                     "proxy_headers": False, "server_header": False}
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

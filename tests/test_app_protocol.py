@@ -1,0 +1,151 @@
+"""The HTTP layer under the app (model_server/worker.py), in process with a stand-in socket: what it tells the
+app about each request (the requests in flight, a complete body), how it drops the rest of a body the app
+refused before it ended, and no `server` header in its answers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from model_server.scope import BODY_COMPLETE, DISCARD_BYTES, REQUESTS_IN_FLIGHT
+from model_server.worker import BoundedHttpToolsProtocol, ModelServerWorker
+from tests.app_support import run
+
+REQUEST = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n"
+
+
+class Socket:
+    """The transport a protocol writes to: keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.sent = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def set_protocol(self, protocol: Any) -> None: ...
+
+
+def test_the_app_learns_how_many_requests_are_in_flight_and_whether_the_body_has_arrived() -> None:
+    seen: list[tuple[int, bool]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((len(scope[REQUESTS_IN_FLIGHT]), BODY_COMPLETE in scope))
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario() -> list[Socket]:
+        settings = {k: v for k, v in ModelServerWorker.CONFIG_KWARGS.items() if k != "loop"}
+        config = Config(app=app, **settings)
+        config.load()
+        state = ServerState()
+        sockets = []
+        # Three connections whose bytes arrive in the same loop iteration, before any request has started; the
+        # last one's body is not complete yet.
+        for data in (REQUEST + b"12345678", REQUEST + b"12345678", REQUEST + b"1234"):
+            protocol = BoundedHttpToolsProtocol(config=config, server_state=state, app_state={})
+            sockets.append(Socket())
+            protocol.connection_made(sockets[-1])  # type: ignore[arg-type]
+            protocol.data_received(data)
+        await asyncio.sleep(0.01)
+        protocol.data_received(b"5678")
+        await asyncio.sleep(0.01)
+        return sockets
+
+    sockets = run(scenario())
+    assert seen == [(3, True), (3, True), (3, False)]
+    assert all(s.sent.startswith(b"HTTP/1.1 200 ") and b"server:" not in s.sent.lower() for s in sockets)
+
+
+CHUNKED = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunk(size: int) -> bytes:
+    return b"%x\r\n%s\r\n" % (size, b"[" * size)
+
+
+async def refuse_at_once(scope: Any, receive: Any, send: Any) -> None:
+    """Answers 413 without reading the body, as the app does once a body without a length passes its limit."""
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def connection(app: Any, drop_timeout: float = 30.0, keep_alive: float = 5.0) -> tuple[BoundedHttpToolsProtocol,
+                                                                                       Socket]:
+    settings = {k: v for k, v in ModelServerWorker.CONFIG_KWARGS.items() if k != "loop"}
+    config = Config(app=app, timeout_keep_alive=keep_alive, **settings)  # type: ignore[arg-type]
+    config.load()
+    protocol = BoundedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.drop_timeout = drop_timeout
+    socket = Socket()
+    protocol.connection_made(socket)  # type: ignore[arg-type]
+    return protocol, socket
+
+
+@pytest.mark.parametrize(("rest", "stays_open"), [
+    (DISCARD_BYTES // 65536, True),  # the rest fits: dropped, and the connection serves the next request
+    (DISCARD_BYTES // 65536 + 2, False),  # beyond DISCARD_BYTES: closed
+])
+def test_the_rest_of_a_refused_body_is_dropped_up_to_its_bound_so_the_client_sees_the_answer(
+        rest: int, stays_open: bool) -> None:
+    async def scenario() -> Socket:
+        protocol, socket = connection(refuse_at_once)
+        protocol.data_received(CHUNKED + chunk(65536))
+        await asyncio.sleep(0.01)  # the app answers 413 with the body still arriving
+        assert socket.sent.startswith(b"HTTP/1.1 413 ") and not socket.closed
+        for _ in range(rest):
+            protocol.data_received(chunk(65536))
+        if stays_open:
+            protocol.data_received(b"0\r\n\r\n" + CHUNKED + chunk(1))
+            await asyncio.sleep(0.01)
+            assert socket.sent.count(b"HTTP/1.1 413 ") == 2  # the next request on the connection was answered
+        return socket
+
+    assert run(scenario()).closed is not stays_open
+
+
+def test_the_rest_of_a_refused_body_must_come_within_the_body_deadline() -> None:
+    async def scenario() -> Socket:
+        protocol, socket = connection(refuse_at_once, drop_timeout=0.05)
+        protocol.data_received(CHUNKED + chunk(100))
+        await asyncio.sleep(0.01)
+        protocol.data_received(chunk(100))  # a trickle after the answer
+        await asyncio.sleep(0.02)
+        assert not socket.closed
+        await asyncio.sleep(0.1)
+        return socket
+
+    assert run(scenario()).closed
+
+
+def test_a_connection_idle_after_dropping_a_refused_body_closes_after_the_keep_alive_timeout() -> None:
+    async def scenario() -> list[bool]:
+        protocol, socket = connection(refuse_at_once, keep_alive=0.05)
+        protocol.data_received(CHUNKED + chunk(100))
+        await asyncio.sleep(0.01)
+        protocol.data_received(chunk(100) + b"0\r\n\r\n")  # the rest, dropped; then nothing more
+        await asyncio.sleep(0.02)
+        open_while_fresh = not socket.closed
+        await asyncio.sleep(0.1)
+        return [open_while_fresh, socket.closed]
+
+    assert run(scenario()) == [True, True]
