@@ -204,15 +204,17 @@ def test_through_the_server_concurrent_requests_are_batched_and_answered_individ
             return {"type": "http.request", "body": json.dumps({"instances": [row]}).encode(), "more_body": False}
         return receive
 
-    async def scenario() -> list[Any]:
+    async def scenario() -> tuple[list[Any], float]:
         async with running(app) as server:
             pending = [asyncio.create_task(call(server, "POST", "/predict", gated(row), JSON))
                        for row in (SETOSA, [6.7, 3.0, 5.2, 2.3], [1e308, 1, 1, 1], SETOSA)]
             await asyncio.sleep(0.01)
+            started = time.perf_counter()
             gate.set()
-            return list(await asyncio.gather(*pending))
+            return list(await asyncio.gather(*pending)), time.perf_counter() - started
 
-    answers = run(scenario())
+    answers, took = run(scenario())
+    assert took < 0.5  # the refused request made nobody wait for it (the wait is 1 s)
     assert [status for status, _, _ in answers] == [200, 200, 422, 200]
     assert [a[2]["predictions"][0]["label"] for a in answers if a[0] == 200] == ["setosa", "virginica", "setosa"]
     document = json.loads(lines[-1])

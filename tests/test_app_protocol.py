@@ -125,13 +125,13 @@ def test_the_rest_of_a_refused_body_is_dropped_up_to_its_bound_so_the_client_see
 
 def test_the_rest_of_a_refused_body_must_come_within_the_body_deadline() -> None:
     async def scenario() -> Socket:
-        protocol, socket = connection(refuse_at_once, drop_timeout=0.05)
+        protocol, socket = connection(refuse_at_once, drop_timeout=0.03)
         protocol.data_received(CHUNKED + chunk(100))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.005)
         protocol.data_received(chunk(100))  # a trickle after the answer
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)
         assert not socket.closed
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.04)
         return socket
 
     assert run(scenario()).closed
@@ -139,13 +139,13 @@ def test_the_rest_of_a_refused_body_must_come_within_the_body_deadline() -> None
 
 def test_a_connection_idle_after_dropping_a_refused_body_closes_after_the_keep_alive_timeout() -> None:
     async def scenario() -> list[bool]:
-        protocol, socket = connection(refuse_at_once, keep_alive=0.05)
+        protocol, socket = connection(refuse_at_once, keep_alive=0.03)
         protocol.data_received(CHUNKED + chunk(100))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.005)
         protocol.data_received(chunk(100) + b"0\r\n\r\n")  # the rest, dropped; then nothing more
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)
         open_while_fresh = not socket.closed
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.04)
         return [open_while_fresh, socket.closed]
 
     assert run(scenario()) == [True, True]

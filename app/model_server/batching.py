@@ -12,12 +12,12 @@ answered individually.
   unbatched request, without a batch, a future or another event-loop iteration. (Under another server, which
   cannot say so, its batch goes one loop iteration later, after the requests that arrived with it joined.)
 - Otherwise its batch goes when it holds BATCH_MAX_SIZE instances; or when every request in flight has joined
-  it, and they are at least as many as were in flight together lately (this second or the one before); or
+  it, and they are at least as many as went together lately (the largest batch this second or the one before); or
   BATCH_MAX_WAIT_MS after it opened, whichever comes first. The second rule is what makes batching adaptive:
   under sustained load the clients answered by one batch send their next requests while it is being answered,
   so a batch smaller than lately waits (at most BATCH_MAX_WAIT_MS) for those, rather than splitting the clients
-  into cohorts that each pay for a model call; when the load falls, so does the number it waits for. (Counted
-  when requests submit their rows: one refused or abandoned before that counts for nothing.)
+  into cohorts that each pay for a model call; when the load falls, so does the number it waits for. (Only
+  requests that submitted rows count: one refused or abandoned before that counts for nothing.)
 - What a full batch leaves over goes next, at once: those requests came together with it.
 - While the model is busy on its thread, arriving requests queue and go together as the next batch.
 Errors stay with their request: a batch whose call raises is scored again one request at a time, and a row the
@@ -169,8 +169,8 @@ class Batcher:
         self._flush_soon = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # The most /predict requests in flight at once, counted when one submits, in this window and the one
-        # before (see `_peak`); a request that never submits (refused, or its client left) adds nothing.
+        # The most requests one batch took (with those it left over), in this window and the one before (see
+        # `_peak`): only requests that submitted rows count, never one refused or abandoned before that.
         self._peak_now = self._peak_before = 0
         self._window_ends = time.monotonic() + PEAK_WINDOW_SECONDS
         self._leftover = False  # what is pending was left over from a full batch: it goes next, at once
@@ -180,11 +180,11 @@ class Batcher:
         self.expected += 1
 
     def _peak(self) -> int:
-        """The most /predict requests that were in flight at once lately (this window or the one before)."""
+        """The most requests that went together lately (this window or the one before)."""
         now = time.monotonic()
         if now >= self._window_ends:
             self._peak_before = self._peak_now if now < self._window_ends + PEAK_WINDOW_SECONDS else 0
-            self._peak_now = self.expected + len(self.pending)
+            self._peak_now = 0
             self._window_ends = now + PEAK_WINDOW_SECONDS
         return max(self._peak_now, self._peak_before)
 
@@ -206,7 +206,6 @@ class Batcher:
         self.pending.append(_Pending(rows, future))
         self.pending_rows += len(rows)
         self.expected -= 1
-        self._peak_now = max(self._peak_now, len(self.pending) + self.expected)
         self._schedule()
         return await future
 
@@ -242,6 +241,7 @@ class Batcher:
                 size += len(item.rows)
         self.pending_rows = sum(len(item.rows) for item in self.pending)
         self._leftover = bool(self.pending)  # those who came with this batch but did not fit: nobody to wait for
+        self._peak_now = max(self._peak_now, len(batch) + len(self.pending))
         if not batch:
             return
         if self.runner.inline(size):
