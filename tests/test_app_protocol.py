@@ -1,6 +1,6 @@
-"""The HTTP layer under the app (model_server/worker.py), in process with a stand-in socket: what it tells the
-app about each request (the requests in flight, a complete body), how it drops the rest of a body the app
-refused before it ended, and no `server` header in its answers."""
+"""The HTTP layer under the app (model_server/worker.py), in process with a stand-in socket: the bound on a request
+head, what it tells the app about each request (the requests in flight, a complete body), how it drops the rest
+of a body the app refused before it ended, and no `server` header in its answers."""
 
 from __future__ import annotations
 
@@ -149,3 +149,38 @@ def test_a_connection_idle_after_dropping_a_refused_body_closes_after_the_keep_a
         return [open_while_fresh, socket.closed]
 
     assert run(scenario()) == [True, True]
+
+
+def test_a_head_that_never_ends_is_431_within_a_chunk_of_the_limit_even_inside_one_header_value() -> None:
+    async def scenario() -> tuple[Socket, int]:
+        protocol, socket = connection(refuse_at_once)
+        protocol.data_received(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: ")  # the parser buffers the value
+        sent = 0
+        while not socket.closed and sent < 100:
+            protocol.data_received(b"a" * 4096)
+            sent += 1
+        return socket, sent * 4096
+
+    socket, sent = run(scenario())
+    assert socket.sent.startswith(b"HTTP/1.1 431 ") and socket.closed
+    assert sent <= BoundedHttpToolsProtocol.max_head_bytes + 4096
+
+
+@pytest.mark.parametrize(("pad", "status"), [(0, b"200"), (1, b"431")])
+def test_a_complete_head_is_measured_exactly(pad: int, status: bytes) -> None:
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    # The limit counts the target and each "name: value\r\n"; this head is exactly at it, or one byte over.
+    fixed = len(b"/health") + len(b"host: x\r\n") + len(b"x-pad: \r\n")
+    value = b"a" * (BoundedHttpToolsProtocol.max_head_bytes - fixed + pad)
+
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario() -> Socket:
+        protocol, socket = connection(ok)
+        protocol.data_received(head + value + b"\r\n\r\n")
+        await asyncio.sleep(0.01)
+        return socket
+
+    assert run(scenario()).sent.startswith(b"HTTP/1.1 " + status + b" ")

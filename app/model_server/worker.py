@@ -1,7 +1,9 @@
 """The gunicorn worker: uvicorn's, with bounds on what a connection may cost and a drain period on SIGTERM.
 
 Connections (uvicorn bounds neither the request head nor the time it takes to arrive):
-- a request head (request line and headers) over MAX_HEADER_BYTES (16384) is answered 431 and closed;
+- a request head (request line and headers) over MAX_HEADER_BYTES (16384) is answered 431 and closed; while it
+  arrives it is counted in raw bytes, so even one endless header value (which the parser buffers without a
+  callback) is refused within one read of the limit;
 - a head not complete HEADER_TIMEOUT_SECONDS (10) after its first byte is answered 408 and closed;
 - a connection that sends nothing is closed after KEEPALIVE_SECONDS, as an idle keep-alive connection is;
 - the body's own deadline (BODY_TIMEOUT_SECONDS, 408) and size limit (413) are the app's (main.py);
@@ -93,16 +95,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)  # "name: value\r\n"
-        super().on_header(name, value)
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_timer is not None and not self.transport.is_closing():
+            # A head still incomplete after this chunk: count it whole, raw bytes, so that one endless header
+            # value (which the parser buffers without calling back) is bounded too. The exact size of a complete
+            # head is checked in on_headers_complete.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._rejected_head = True
+                self.send_400_response("")
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > self.max_head_bytes:
+            self._rejected_head = True
+            raise _HeadTooLargeError  # httptools stops parsing; uvicorn then calls send_400_response
         self.scope[REQUESTS_IN_FLIGHT] = self.tasks  # type: ignore[literal-required]  # every connection's tasks
         super().on_headers_complete()
 
@@ -143,12 +151,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if getattr(self, "_drop_timer", None) is not None:
             self._drop_timer.cancel()  # type: ignore[union-attr]
             self._drop_timer = None
-
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self.max_head_bytes:
-            self._rejected_head = True
-            raise _HeadTooLargeError  # httptools stops parsing; uvicorn then calls send_400_response
 
     def send_400_response(self, msg: str) -> None:
         if self._rejected_head:
