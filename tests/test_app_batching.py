@@ -318,3 +318,20 @@ def test_requests_that_never_submit_do_not_make_later_batches_wait() -> None:
 
     assert max(run(scenario())) < 1.0  # not the 2 s maximum wait
     assert model.calls == [2, 2, 2]
+
+
+def test_a_request_too_large_to_share_a_batch_never_waits_for_a_partner() -> None:
+    model = Recorder()
+
+    async def scenario() -> float:
+        b = batcher(model, max_size=64, max_wait_ms=2_000)
+        for _ in range(2):
+            b.arrive()
+        await asyncio.gather(b.score(rows(40)), b.score(rows(40)))  # two can never share a batch of 64
+        b.arrive()
+        started = time.perf_counter()
+        await b.score(rows(40))  # alone again: as many as the largest batch lately, one
+        return time.perf_counter() - started
+
+    assert run(scenario()) < 1.0  # not the 2 s maximum wait
+    assert model.calls == [40, 40, 40]

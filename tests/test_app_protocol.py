@@ -166,8 +166,9 @@ def test_a_head_that_never_ends_is_431_within_a_chunk_of_the_limit_even_inside_o
     assert sent <= BoundedHttpToolsProtocol.max_head_bytes + 4096
 
 
+@pytest.mark.parametrize("split", [None, 16, 16390], ids=["one read", "a tiny first read", "a large first read"])
 @pytest.mark.parametrize(("pad", "status"), [(0, b"200"), (1, b"431")])
-def test_a_complete_head_is_measured_exactly(pad: int, status: bytes) -> None:
+def test_a_complete_head_is_measured_exactly_however_it_is_split(pad: int, status: bytes, split: int | None) -> None:
     head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: "
     # The limit counts the target and each "name: value\r\n"; this head is exactly at it, or one byte over.
     fixed = len(b"/health") + len(b"host: x\r\n") + len(b"x-pad: \r\n")
@@ -179,8 +180,32 @@ def test_a_complete_head_is_measured_exactly(pad: int, status: bytes) -> None:
 
     async def scenario() -> Socket:
         protocol, socket = connection(ok)
-        protocol.data_received(head + value + b"\r\n\r\n")
+        data = head + value + b"\r\n\r\n"
+        for part in ([data] if split is None else [data[:split], data[split:]]):
+            protocol.data_received(part)
         await asyncio.sleep(0.01)
         return socket
 
     assert run(scenario()).sent.startswith(b"HTTP/1.1 " + status + b" ")
+
+
+def test_the_next_request_s_head_arriving_with_a_large_body_is_not_counted_with_it() -> None:
+    async def echo_length(scope: Any, receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(str(len(body))))]})
+        await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+    async def scenario() -> Socket:
+        protocol, socket = connection(echo_length)
+        body = b"x" * 20000  # more than the head limit, in the same read as the start of the next head
+        protocol.data_received(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n" + body
+                               + b"GET /health HTTP/1.1\r\nHo")
+        await asyncio.sleep(0.01)
+        protocol.data_received(b"st: x\r\n\r\n")
+        await asyncio.sleep(0.01)
+        return socket
+
+    sent = run(scenario()).sent
+    assert sent.count(b"HTTP/1.1 200 ") == 2 and b" 431 " not in sent
+    assert sent.split(b"\r\n\r\n")[1].startswith(b"20000")  # the first answer is the POST's

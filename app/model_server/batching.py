@@ -169,8 +169,8 @@ class Batcher:
         self._flush_soon = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # The most requests one batch took (with those it left over), in this window and the one before (see
-        # `_peak`): only requests that submitted rows count, never one refused or abandoned before that.
+        # The most requests one batch took, in this window and the one before (see `_peak`): only requests that
+        # submitted rows count, never one refused or abandoned before that.
         self._peak_now = self._peak_before = 0
         self._window_ends = time.monotonic() + PEAK_WINDOW_SECONDS
         self._leftover = False  # what is pending was left over from a full batch: it goes next, at once
@@ -213,11 +213,11 @@ class Batcher:
         if not self.pending or self.busy or self._flush_soon:
             return
         full = self.pending_rows >= self.settings.max_size
-        # Every request in flight has joined, and as many as were in flight together lately: waiting gains
+        # Every request in flight has joined, and as many as the largest batch lately: waiting gains
         # nothing. With fewer than lately, the others are probably on their way (clients answered by the last
         # batch sending their next request), so the batch waits for them, up to the maximum wait.
-        everyone = self.expected <= 0 and (self._leftover or len(self.pending) >= self._peak())
-        if full or everyone or self.settings.max_wait_ms <= 0:
+        everyone = self.expected <= 0 and len(self.pending) >= self._peak()
+        if full or everyone or self._leftover or self.settings.max_wait_ms <= 0:
             # Not a wait: the flush runs right after the tasks that are ready now (requests whose bytes arrived
             # together), so those join this batch instead of each going alone.
             self._flush_soon = True
@@ -241,7 +241,8 @@ class Batcher:
                 size += len(item.rows)
         self.pending_rows = sum(len(item.rows) for item in self.pending)
         self._leftover = bool(self.pending)  # those who came with this batch but did not fit: nobody to wait for
-        self._peak_now = max(self._peak_now, len(batch) + len(self.pending))
+        self._peak()  # starts a new window first if this one has ended
+        self._peak_now = max(self._peak_now, len(batch))
         if not batch:
             return
         if self.runner.inline(size):

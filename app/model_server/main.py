@@ -264,15 +264,19 @@ def _invalid(error: ValidationError, model: LoadedModel) -> ClientError:
                        too_large)
 
 
-def _body_headers(scope: Scope) -> tuple[str, str]:
-    """The request's Content-Type and Content-Length ("" when absent), in one pass over its headers."""
+def _body_headers(scope: Scope) -> tuple[str, str, bool]:
+    """The request's Content-Type and Content-Length ("" when absent), and whether it sent Expect (a client
+    waiting for 100 Continue before its body), in one pass over its headers."""
     content_type = content_length = ""
+    expects = False
     for key, value in scope["headers"]:
         if key == b"content-type":
             content_type = bytes(value).decode("latin-1")
         elif key == b"content-length":
             content_length = bytes(value).decode("latin-1")
-    return content_type, content_length
+        elif key == b"expect":
+            expects = True
+    return content_type, content_length, expects
 
 
 def _configure_logging() -> None:
@@ -462,12 +466,12 @@ class ModelServer:
         model, runner = self.state.model, self.runner
         if model is None or runner is None:
             model, runner = await self._loaded_model()
-        content_type, declared = _body_headers(scope)
+        content_type, declared, expects = _body_headers(scope)
         if not _is_json(content_type):
             raise ClientError(415, ERRORS[415][0])
         batcher = self.batcher
         if batcher is None:
-            rows = self._rows(await self._read_body(scope, receive, declared, model), model)
+            rows = self._rows(await self._read_body(scope, receive, declared, model, expects), model)
             started = time.perf_counter()
             try:
                 probabilities = await runner.probabilities(rows)
@@ -476,7 +480,7 @@ class ModelServer:
         else:
             batcher.arrive()
             try:
-                rows = self._rows(await self._read_body(scope, receive, declared, model), model)
+                rows = self._rows(await self._read_body(scope, receive, declared, model, expects), model)
             except BaseException:
                 batcher.leave()  # it will not submit: a batch must not wait for it
                 raise
@@ -509,14 +513,17 @@ class ModelServer:
     def body_limit(self, model: LoadedModel) -> int:
         return self.max_body_bytes or largest_valid_body(model.feature_count)
 
-    async def _read_body(self, scope: Scope, receive: Receive, declared: str, model: LoadedModel) -> bytes:
+    async def _read_body(self, scope: Scope, receive: Receive, declared: str, model: LoadedModel,
+                         expects: bool = False) -> bytes:
         limit = self.body_limit(model)
         if declared.isdigit() and int(declared) > limit:
             # Answered before reading any of it. Closing at once while the client still sends makes its TCP stack
             # reset the connection, and the client (or the ALB, as a 502) may never see the 413: a body of up to
             # DISCARD_BYTES is left to the HTTP layer to read and drop (in C, cheaply), a larger one is cut off.
+            # A client that sent Expect may, refused before 100 Continue, skip its body and send its next request:
+            # that request would be dropped as body, so its connection closes instead.
             raise ClientError(413, ERRORS[413][0].format(limit=limit),
-                              headers=CLOSE if int(declared) > DISCARD_BYTES else ())
+                              headers=CLOSE if expects or int(declared) > DISCARD_BYTES else ())
         if BODY_COMPLETE in scope:  # the HTTP layer has the whole body already: no deadline to keep
             return await _body(receive, limit, dropped_by_server=True)
         task = asyncio.current_task()

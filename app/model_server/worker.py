@@ -1,9 +1,9 @@
 """The gunicorn worker: uvicorn's, with bounds on what a connection may cost and a drain period on SIGTERM.
 
 Connections (uvicorn bounds neither the request head nor the time it takes to arrive):
-- a request head (request line and headers) over MAX_HEADER_BYTES (16384) is answered 431 and closed; while it
-  arrives it is counted in raw bytes, so even one endless header value (which the parser buffers without a
-  callback) is refused within one read of the limit;
+- a request head (request line and headers, and a chunked body's trailers) over MAX_HEADER_BYTES (16384) is
+  answered 431 and closed; reads that fall wholly inside one head are also counted raw, so even one endless
+  header value (which the parser buffers without a callback) is refused within a read of the limit;
 - a head not complete HEADER_TIMEOUT_SECONDS (10) after its first byte is answered 408 and closed;
 - a connection that sends nothing is closed after KEEPALIVE_SECONDS, as an idle keep-alive connection is;
 - the body's own deadline (BODY_TIMEOUT_SECONDS, 408) and size limit (413) are the app's (main.py);
@@ -48,6 +48,7 @@ from model_server.scope import (
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 DEFAULT_DRAIN_SECONDS = 5.0
+RAW_HEAD_SLACK_BYTES = 1024  # room for the request line's method, version and line ends in a raw count
 
 log = logging.getLogger("model_server")
 
@@ -76,7 +77,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_bytes = 0
+        self._head_bytes = self._raw_head_bytes = 0
+        self._messages = 0  # requests begun on this connection
         self._head_timer: asyncio.TimerHandle | None = None
         self._rejected_head = False
         self._dropped = 0  # bytes of an answered request's body read and dropped
@@ -91,26 +93,39 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = self._dropped = 0
+        self._head_bytes = self._raw_head_bytes = self._dropped = 0
+        self._messages += 1
         self._cancel_head_timer()
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
+        in_head, message = self._head_timer is not None, self._messages
         super().data_received(data)
-        if self._head_timer is not None and not self.transport.is_closing():
-            # A head still incomplete after this chunk: count it whole, raw bytes, so that one endless header
-            # value (which the parser buffers without calling back) is bounded too. The exact size of a complete
-            # head is checked in on_headers_complete.
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_head_bytes:
+        if in_head and self._head_timer is not None and self._messages == message and not self.transport.is_closing():
+            # The whole read fell inside one head: count it raw too, so that one endless header value (which the
+            # parser buffers without a callback) is bounded as well. Raw bytes include the request line and line
+            # ends, which the exact count (on_url, on_header) leaves out: hence the slack.
+            self._raw_head_bytes += len(data)
+            if self._raw_head_bytes > self.max_head_bytes + RAW_HEAD_SLACK_BYTES:
                 self._rejected_head = True
                 self.send_400_response("")
 
-    def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
-        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > self.max_head_bytes:
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:  # trailers of a chunked body too
+        self._count(len(name) + len(value) + 4)  # "name: value\r\n"
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_head_bytes:
             self._rejected_head = True
             raise _HeadTooLargeError  # httptools stops parsing; uvicorn then calls send_400_response
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
         self.scope[REQUESTS_IN_FLIGHT] = self.tasks  # type: ignore[literal-required]  # every connection's tasks
         super().on_headers_complete()
 
