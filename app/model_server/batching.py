@@ -45,14 +45,6 @@ PEAK_WINDOW_SECONDS = 1.0
 log = logging.getLogger("model_server")
 
 
-class UnscorableError(Exception):
-    """The model answered non-finite probabilities for some rows of one request (their indexes)."""
-
-    def __init__(self, rows: list[int]):
-        super().__init__(f"the model cannot score rows {rows}")
-        self.rows = rows
-
-
 @dataclass(frozen=True)
 class BatchSettings:
     max_size: int = DEFAULT_BATCH_MAX_SIZE
@@ -117,15 +109,6 @@ class Runner:
     def close(self) -> None:
         if self._thread is not None:
             self._thread.shutdown(wait=False, cancel_futures=True)
-
-
-def check_finite(probabilities: Any) -> Any:
-    import numpy as np  # noqa: PLC0415
-
-    bad = ~np.isfinite(probabilities).all(axis=1)
-    if bad.any():
-        raise UnscorableError([int(i) for i in np.flatnonzero(bad)])
-    return probabilities
 
 
 Outcome = tuple[Any, BaseException | None]  # (probabilities, None) or (None, the request's error)
@@ -200,8 +183,7 @@ class Batcher:
         if (requests_in_flight is not None and len(requests_in_flight) <= 1 and self.expected <= 1
                 and not self.pending and not self.busy and self.runner.inline(len(rows))):
             self.expected -= 1
-            self.runner.observe_batch(len(rows))
-            return self.runner.model.probabilities(rows)
+            return await self.runner.probabilities(rows)  # inline: finishes without yielding to the loop
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append(_Pending(rows, future))
         self.pending_rows += len(rows)

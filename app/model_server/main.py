@@ -40,7 +40,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from model_server import metrics
-from model_server.batching import Batcher, BatchSettings, Runner, UnscorableError, check_finite
+from model_server.batching import Batcher, BatchSettings, Runner
 from model_server.emf import EmfPublisher
 from model_server.model import LoadedModel, load_model
 from model_server.scope import (
@@ -138,20 +138,18 @@ class ClientError(Exception):
         return json_response(self.status, body, self.headers)
 
 
-def _non_finite(probabilities: Any) -> UnscorableError:
-    try:
-        check_finite(probabilities)
-    except UnscorableError as error:
-        return error
-    raise AssertionError("json.dumps refused finite probabilities")
-
-
-def _unscorable(error: Exception) -> ClientError:
-    """The 422 for rows the model cannot score: non-finite outputs, or the model's own refusal (a ValueError)."""
-    if isinstance(error, UnscorableError):
-        return ClientError(422, UNSCORABLE, [{"loc": ["instances", i], "msg": "the model's output is not finite",
-                                              "type": "unscorable"} for i in error.rows])
+def _refused_by_model(error: ValueError) -> ClientError:
+    """The 422 for finite, well-formed rows the model itself refused (scikit-learn's own checks)."""
     return ClientError(422, UNSCORABLE, [{"loc": ["instances"], "msg": str(error)[:200], "type": "unscorable"}])
+
+
+def _not_finite(probabilities: Any) -> ClientError:
+    """The 422 for the rows whose probabilities are not finite (json_response refused to send them)."""
+    import numpy as np  # noqa: PLC0415
+
+    rows = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
+    return ClientError(422, UNSCORABLE, [{"loc": ["instances", int(i)], "msg": "the model's output is not finite",
+                                          "type": "unscorable"} for i in rows])
 
 
 class ClientGoneError(Exception):
@@ -475,8 +473,8 @@ class ModelServer:
             started = time.perf_counter()
             try:
                 probabilities = await runner.probabilities(rows)
-            except (UnscorableError, ValueError) as error:
-                raise _unscorable(error) from None
+            except ValueError as error:
+                raise _refused_by_model(error) from None
         else:
             batcher.arrive()
             try:
@@ -487,8 +485,8 @@ class ModelServer:
             started = time.perf_counter()
             try:
                 probabilities = await batcher.score(rows, scope.get(REQUESTS_IN_FLIGHT))
-            except (UnscorableError, ValueError) as error:
-                raise _unscorable(error) from None
+            except ValueError as error:
+                raise _refused_by_model(error) from None
         self.emf.latency_ms((time.perf_counter() - started) * 1000)
         predictions = model.predictions(probabilities)
         info = model.info
@@ -496,7 +494,7 @@ class ModelServer:
             response = json_response(200, {"model": {"name": info.name, "version": info.version},
                                            "predictions": predictions})
         except ValueError:  # a non-finite probability (possible only for a model without derived limits)
-            raise _unscorable(_non_finite(probabilities)) from None
+            raise _not_finite(probabilities) from None
         metrics.predicted(len(predictions))
         return response
 
