@@ -44,27 +44,41 @@ class Socket:
     def set_protocol(self, protocol: Any) -> None: ...
 
 
+def connection(app: Any, drop_timeout: float = 30.0, keep_alive: float = 5.0,
+               state: ServerState | None = None) -> tuple[BoundedHttpToolsProtocol, Socket]:
+    """A connection to a protocol configured as the worker configures it (sharing `state` with others)."""
+    settings = {k: v for k, v in ModelServerWorker.CONFIG_KWARGS.items() if k != "loop"}
+    config = Config(app=app, timeout_keep_alive=keep_alive, **settings)  # type: ignore[arg-type]
+    config.load()
+    protocol = BoundedHttpToolsProtocol(config=config, server_state=state or ServerState(), app_state={})
+    protocol.drop_timeout = drop_timeout
+    socket = Socket()
+    protocol.connection_made(socket)  # type: ignore[arg-type]
+    return protocol, socket
+
+
+async def ok(scope: Any, receive: Any, send: Any) -> None:
+    """Reads the body, then answers 200 with no content."""
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
 def test_the_app_learns_how_many_requests_are_in_flight_and_whether_the_body_has_arrived() -> None:
     seen: list[tuple[int, bool]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append((len(scope[REQUESTS_IN_FLIGHT]), BODY_COMPLETE in scope))
-        await receive()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
+        await ok(scope, receive, send)
 
     async def scenario() -> list[Socket]:
-        settings = {k: v for k, v in ModelServerWorker.CONFIG_KWARGS.items() if k != "loop"}
-        config = Config(app=app, **settings)
-        config.load()
         state = ServerState()
         sockets = []
         # Three connections whose bytes arrive in the same loop iteration, before any request has started; the
         # last one's body is not complete yet.
         for data in (REQUEST + b"12345678", REQUEST + b"12345678", REQUEST + b"1234"):
-            protocol = BoundedHttpToolsProtocol(config=config, server_state=state, app_state={})
-            sockets.append(Socket())
-            protocol.connection_made(sockets[-1])  # type: ignore[arg-type]
+            protocol, socket = connection(app, state=state)
+            sockets.append(socket)
             protocol.data_received(data)
         await asyncio.sleep(0.01)
         protocol.data_received(b"5678")
@@ -87,18 +101,6 @@ async def refuse_at_once(scope: Any, receive: Any, send: Any) -> None:
     """Answers 413 without reading the body, as the app does once a body without a length passes its limit."""
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"0")]})
     await send({"type": "http.response.body", "body": b""})
-
-
-def connection(app: Any, drop_timeout: float = 30.0, keep_alive: float = 5.0) -> tuple[BoundedHttpToolsProtocol,
-                                                                                       Socket]:
-    settings = {k: v for k, v in ModelServerWorker.CONFIG_KWARGS.items() if k != "loop"}
-    config = Config(app=app, timeout_keep_alive=keep_alive, **settings)  # type: ignore[arg-type]
-    config.load()
-    protocol = BoundedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-    protocol.drop_timeout = drop_timeout
-    socket = Socket()
-    protocol.connection_made(socket)  # type: ignore[arg-type]
-    return protocol, socket
 
 
 @pytest.mark.parametrize(("rest", "stays_open"), [
@@ -173,10 +175,6 @@ def test_a_complete_head_is_measured_exactly_however_it_is_split(pad: int, statu
     # The limit counts the target and each "name: value\r\n"; this head is exactly at it, or one byte over.
     fixed = len(b"/health") + len(b"host: x\r\n") + len(b"x-pad: \r\n")
     value = b"a" * (BoundedHttpToolsProtocol.max_head_bytes - fixed + pad)
-
-    async def ok(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
 
     async def scenario() -> Socket:
         protocol, socket = connection(ok)
