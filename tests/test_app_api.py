@@ -323,3 +323,36 @@ def test_a_worker_that_answers_faster_than_it_publishes_keeps_its_unpublished_re
         metrics.observe("PATCH", "/metrics", 405, 0.001)
     assert len(metrics._answered) < metrics.MAX_UNPUBLISHED
     assert published() - before == metrics.MAX_UNPUBLISHED + 1
+
+
+def test_requests_are_published_exactly_once_while_another_thread_publishes() -> None:
+    """In-process tests run apps (and their publishing loops) on other threads while a test counts requests."""
+    import sys  # noqa: PLC0415
+
+    from model_server import metrics  # noqa: PLC0415
+
+    count = 'http_requests_total{method="DELETE",route="/metrics",status="405"}'
+
+    def published() -> float:
+        text = metrics.render()[0].decode()
+        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(count)), 0.0)
+
+    before = published()
+    stop = threading.Event()
+
+    def publish_until_stopped() -> None:
+        while not stop.is_set():
+            metrics.publish()
+
+    other = threading.Thread(target=publish_until_stopped)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, so the two publishers interleave
+    try:
+        other.start()
+        for _ in range(30_000):
+            metrics.observe("DELETE", "/metrics", 405, 0.001)
+    finally:
+        stop.set()
+        other.join()
+        sys.setswitchinterval(interval)
+    assert published() - before == 30_000

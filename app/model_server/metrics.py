@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 from collections import Counter as Tally
 from pathlib import Path
 
@@ -56,6 +57,9 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # Not yet published: the answered requests as (method, route, status, seconds), and the instances predicted.
 _answered: list[tuple[str, str, int, float]] = []
 _predictions = [0]
+# The server calls everything here on its event loop; in-process tests also run apps on other threads, so two
+# publishers must not count the same requests twice.
+_publishing = threading.Lock()
 MAX_UNPUBLISHED = 20_000  # published at once beyond this, so memory stays bounded without the publishing loop
 
 
@@ -72,10 +76,16 @@ def predicted(instances: int) -> None:
 
 def publish() -> None:
     """Add what was counted since the last call to the Prometheus metrics."""
+    with _publishing:
+        # Take only what is there now: an append meanwhile (from another thread) stays for the next call.
+        taken = len(_answered)
+        answered = _answered[:taken]
+        del _answered[:taken]
+        predictions, _predictions[0] = _predictions[0], 0
     requests: Tally[tuple[str, str, int]] = Tally()
     # Per (method, route): the count in each latency bucket (the last one +Inf), then the sum of the latencies.
     latencies_by_route: dict[tuple[str, str], list[float]] = {}
-    for sent_method, route, status, seconds in _answered:
+    for sent_method, route, status, seconds in answered:
         method = sent_method if sent_method in METHODS else OTHER_ROUTE
         requests[(method, route, status)] += 1
         latencies = latencies_by_route.get((method, route))
@@ -83,7 +93,6 @@ def publish() -> None:
             latencies = latencies_by_route[(method, route)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
         latencies[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
         latencies[-1] += seconds
-    _answered.clear()
     for (method, route, status), count in requests.items():
         REQUESTS.labels(method, route, str(status)).inc(count)
     for (method, route), latencies in latencies_by_route.items():
@@ -93,9 +102,8 @@ def publish() -> None:
             if in_bucket:
                 bucket.inc(in_bucket)
         histogram._sum.inc(latencies[-1])
-    if _predictions[0]:
-        PREDICTIONS.inc(_predictions[0])
-        _predictions[0] = 0
+    if predictions:
+        PREDICTIONS.inc(predictions)
 
 
 def protocol_rejection(status: int) -> None:
