@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime import resource as pulumi_resource_runtime
 from pulumi.runtime.proto import resource_pb2, source_pb2
@@ -28,10 +27,11 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from infra.settings import project_schema
+from infra.settings.schema import load_yaml
 from tools.readme_tables import config_text
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-PROJECT = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
+PROJECT = load_yaml((PROJECT_DIR / "Pulumi.yaml").read_text())["name"]
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 AMI_ID = "ami-0123456789abcdef0"
@@ -209,7 +209,7 @@ def stack_file_path(stack: str) -> Path:
 
 @functools.cache
 def _read_stack_file(path: Path, mtime_ns: int) -> dict[str, Any]:
-    return dict(yaml.load(path.read_text(), Loader=yaml.CSafeLoader))
+    return dict(load_yaml(path.read_text()))
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import yaml
 
 from infra.settings import Settings, SettingsError, parse_settings
 from infra.settings.args import StackArgs, component_args
+from infra.settings.schema import load_yaml
 from tests.harness import PROJECT, PROJECT_DIR, run_stack, stack_config, stack_file_path
 from tests.test_readme import code_spans, documented_commands
 from tests.test_stack import stack_file_violations
@@ -143,7 +144,7 @@ def pulumi_config(stack_file: Path, command: str, stack: str) -> None:
     path = "--path" in args
     args = [a for a in args if a != "--path"]
     key, value = args[0], (args[1] if len(args) > 1 else None)
-    data = yaml.load(stack_file.read_text(), Loader=yaml.CSafeLoader) or {}
+    data = load_yaml(stack_file.read_text()) or {}
     config = data.setdefault("config", {})
     match = re.fullmatch(r"(\w+)\[(\d+)\]", key) if path else None
     name = (match.group(1) if match else key)
@@ -152,7 +153,7 @@ def pulumi_config(stack_file: Path, command: str, stack: str) -> None:
         config.pop(name, None)
     elif match:
         items = config.setdefault(name, [])
-        index, item = int(match.group(2)), yaml.safe_load(value or "")
+        index, item = int(match.group(2)), load_yaml(value or "")
         assert index <= len(items), f"{command}: pulumi cannot set item {index} of a list of {len(items)}"
         items[index:index + 1] = [item]
     else:
@@ -250,4 +251,4 @@ def test_config_commands_edit_the_copy_as_the_cli_does(command: str, expected: d
     copy = tmp_path / "Pulumi.dev.yaml"
     copy.write_text("config:\n  model-serving:image: v1\n")
     pulumi_config(copy, command, "dev")
-    assert yaml.safe_load(copy.read_text())["config"] == expected
+    assert load_yaml(copy.read_text())["config"] == expected

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import EnforcementLevel
 
+from infra.settings.schema import load_yaml
 from policy import generate
 from policy.rules import BY_NAME
 from tests.harness import PROJECT_DIR
@@ -38,7 +38,7 @@ PACK_DEPENDENCIES = {"pulumi", "pulumi_policy"}
 
 
 def test_policy_project_file_declares_a_python_pack() -> None:
-    project = yaml.safe_load((POLICY_DIR / "PulumiPolicy.yaml").read_text())
+    project = load_yaml((POLICY_DIR / "PulumiPolicy.yaml").read_text())
     assert project["runtime"]["name"] == "python"
     assert re.fullmatch(r"\d+\.\d+\.\d+", str(project["version"]))
     assert project["description"]

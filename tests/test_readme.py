@@ -17,7 +17,7 @@ import yaml
 
 from infra.settings import parse_settings, project_schema
 from infra.settings.model import Settings
-from infra.settings.schema import config_schema, with_config_block
+from infra.settings.schema import config_schema, load_yaml, with_config_block
 from tests.harness import PROJECT_DIR, StackRun
 from tools import readme_tables
 from tools.readme_tables import config_table, cost_table, plan_table
@@ -42,7 +42,7 @@ def copy_of_the_project(into: Path) -> Path:
 
 def set_config(stack_file: Path, key: str, value: object) -> None:
     """What `pulumi config set` does to a stack file."""
-    data = yaml.safe_load(stack_file.read_text())
+    data = load_yaml(stack_file.read_text())
     data["config"][key] = value
     stack_file.write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -145,7 +145,7 @@ def test_regenerating_keeps_provider_keys_and_everything_outside_the_config_bloc
     with_region = text.replace("\nconfig:\n", "\nconfig:\n  aws:region: us-west-2\n", 1)
     regenerated = with_config_block(with_region)
     assert regenerated == with_config_block(regenerated)  # stable
-    config = yaml.safe_load(regenerated)["config"]
+    config = load_yaml(regenerated)["config"]
     assert config["aws:region"] == "us-west-2" and config["containerPort"]["default"] == 8080
     assert regenerated.split("\n# Every setting")[0] == text.split("\n# Every setting")[0]  # name, runtime, ...
 

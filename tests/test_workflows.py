@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from infra.settings.schema import load_yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 GITHUB = ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
@@ -57,7 +59,7 @@ Step = dict[str, Any]
 
 
 def parse(text: str) -> dict[str, Any]:
-    raw: dict[Any, Any] = yaml.load(text, Loader=yaml.CSafeLoader)
+    raw: dict[Any, Any] = load_yaml(text)
     # YAML 1.1 reads the key `on` as the boolean true.
     return {"on" if key is True else key: value for key, value in raw.items()}
 
@@ -372,7 +374,7 @@ def requirement_directories() -> set[str]:
 
 
 def test_dependabot_keeps_the_actions_and_every_pip_pin_current() -> None:
-    config = yaml.safe_load((GITHUB / "dependabot.yml").read_text())
+    config = load_yaml((GITHUB / "dependabot.yml").read_text())
     updates = {update["package-ecosystem"]: update for update in config["updates"]}
     assert set(updates) == {"github-actions", "pip"}
     local = {"/" + path.removeprefix("./") for path in LOCAL_ACTIONS}
@@ -626,7 +628,7 @@ UPGRADED_PROD = {"serviceName": "svc", "serviceUrl": "http://alb", "clusterName"
 ])
 def test_up_runs_the_preflight_first_and_a_refusal_fails_the_job_with_its_report(
         tmp_path: Path, config: dict[str, str], deploys: bool) -> None:
-    stack_file = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    stack_file = load_yaml((ROOT / "Pulumi.prod.yaml").read_text())["config"]
     env = {**fakes(tmp_path, 0, outputs=UPGRADED_PROD, config={**stack_file, **config}), "STACK_NAME": "acme/prod"}
     result = run_script(["up", "prod"], env)
     calls = (tmp_path / "pulumi.calls").read_text().splitlines()
@@ -847,7 +849,7 @@ def test_jobs_holding_deploy_credentials_restore_no_cache() -> None:
 
 
 def test_every_pulumi_job_installs_the_pinned_requirements_into_the_venvs_pulumi_looks_for() -> None:
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    project = load_yaml((ROOT / "Pulumi.yaml").read_text())
     venv = project["runtime"]["options"]["virtualenv"]
     for file, job_id, job in pulumi_jobs():
         assert installed_requirements(job) >= {"requirements-dev.txt", "policy/requirements.txt"}, job_id

@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable as
 import yaml
 
 from infra.settings import Settings, SettingsError, parse_config
+from infra.settings.schema import load_yaml
 from infra.settings.strategy import SHIFTING, deployment_strategy, service_strategy, traffic_shifting
 from tools.verify_deployment import PROJECT_DIR, UsageError, pulumi_json, read_outputs
 
@@ -149,7 +150,7 @@ def config_values(data: Any, source: str) -> dict[str, Any]:
 def read_config(stack: str | None, config_file: str | None) -> dict[str, Any]:
     if config_file:
         try:
-            return config_values(yaml.safe_load(Path(config_file).read_text()), f"--config {config_file}")
+            return config_values(load_yaml(Path(config_file).read_text()), f"--config {config_file}")
         except (OSError, yaml.YAMLError) as error:
             raise UsageError(f"--config {config_file}: {error}") from error
     if not stack:
@@ -159,7 +160,7 @@ def read_config(stack: str | None, config_file: str | None) -> dict[str, Any]:
 
 def settings_of(stack: str, config: dict[str, Any]) -> Settings:
     """The settings the program would read (infra/settings/__init__.py's load_settings, from a config map)."""
-    project = str(yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"])
+    project = str(load_yaml((PROJECT_DIR / "Pulumi.yaml").read_text())["name"])
     try:
         return parse_config(project, stack, config, os.environ)
     except SettingsError as error:

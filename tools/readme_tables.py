@@ -19,12 +19,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the project importable as when run with -m
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import yaml
 
 from infra.capacity_plan import ProviderPlan
 from infra.settings import Settings, parse_settings
 from infra.settings.args import capacity_groups, component_args
-from infra.settings.schema import allowed, config_schema, fields_by_key, with_config_block
+from infra.settings.schema import allowed, config_schema, fields_by_key, load_yaml, with_config_block
 from infra.settings.strategy import traffic_shifting
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -57,7 +56,7 @@ def config_text(value: Any) -> str:
 
 
 def _yaml(path: Path) -> Any:
-    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return load_yaml(path.read_text())
 
 
 @functools.cache
