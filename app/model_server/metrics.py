@@ -76,34 +76,35 @@ def predicted(instances: int) -> None:
 
 def publish() -> None:
     """Add what was counted since the last call to the Prometheus metrics."""
+    # Held to the end, so a render right after a publish elsewhere sees all it added, not part.
     with _publishing:
         # Take only what is there now: an append meanwhile (from another thread) stays for the next call.
         taken = len(_answered)
         answered = _answered[:taken]
         del _answered[:taken]
         predictions, _predictions[0] = _predictions[0], 0
-    requests: Tally[tuple[str, str, int]] = Tally()
-    # Per (method, route): the count in each latency bucket (the last one +Inf), then the sum of the latencies.
-    latencies_by_route: dict[tuple[str, str], list[float]] = {}
-    for sent_method, route, status, seconds in answered:
-        method = sent_method if sent_method in METHODS else OTHER_ROUTE
-        requests[(method, route, status)] += 1
-        latencies = latencies_by_route.get((method, route))
-        if latencies is None:
-            latencies = latencies_by_route[(method, route)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-        latencies[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
-        latencies[-1] += seconds
-    for (method, route, status), count in requests.items():
-        REQUESTS.labels(method, route, str(status)).inc(count)
-    for (method, route), latencies in latencies_by_route.items():
-        histogram = LATENCY.labels(method, route)
-        # Histogram.observe for many values at once: its buckets (+Inf last) and sum, by their own counters.
-        for bucket, in_bucket in zip(histogram._buckets, latencies[:-1], strict=True):
-            if in_bucket:
-                bucket.inc(in_bucket)
-        histogram._sum.inc(latencies[-1])
-    if predictions:
-        PREDICTIONS.inc(predictions)
+        requests: Tally[tuple[str, str, int]] = Tally()
+        # Per (method, route): the count in each latency bucket (the last one +Inf), then the latencies' sum.
+        latencies_by_route: dict[tuple[str, str], list[float]] = {}
+        for sent_method, route, status, seconds in answered:
+            method = sent_method if sent_method in METHODS else OTHER_ROUTE
+            requests[(method, route, status)] += 1
+            latencies = latencies_by_route.get((method, route))
+            if latencies is None:
+                latencies = latencies_by_route[(method, route)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            latencies[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= it
+            latencies[-1] += seconds
+        for (method, route, status), count in requests.items():
+            REQUESTS.labels(method, route, str(status)).inc(count)
+        for (method, route), latencies in latencies_by_route.items():
+            histogram = LATENCY.labels(method, route)
+            # Histogram.observe for many values at once: its buckets (+Inf last) and sum, by their own counters.
+            for bucket, in_bucket in zip(histogram._buckets, latencies[:-1], strict=True):
+                if in_bucket:
+                    bucket.inc(in_bucket)
+            histogram._sum.inc(latencies[-1])
+        if predictions:
+            PREDICTIONS.inc(predictions)
 
 
 def protocol_rejection(status: int) -> None:
