@@ -12,7 +12,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from model_server.scope import BODY_COMPLETE, DISCARD_BYTES, REQUESTS_IN_FLIGHT
-from model_server.worker import BoundedHttpToolsProtocol, ModelServerWorker
+from model_server.worker import RAW_HEAD_SLACK_BYTES, BoundedHttpToolsProtocol, ModelServerWorker
 from tests.app_support import run
 
 REQUEST = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n"
@@ -207,3 +207,72 @@ def test_the_next_request_s_head_arriving_with_a_large_body_is_not_counted_with_
     sent = run(scenario()).sent
     assert sent.count(b"HTTP/1.1 200 ") == 2 and b" 431 " not in sent
     assert sent.split(b"\r\n\r\n")[1].startswith(b"20000")  # the first answer is the POST's
+
+
+async def read_all(scope: Any, receive: Any, send: Any) -> None:
+    """Reads the whole body (trailers too, which come before its end), then answers 200 with no content."""
+    while (await receive()).get("more_body"):
+        pass
+    await ok(scope, lambda: asyncio.sleep(0), send)
+
+
+@pytest.mark.parametrize("answered_first", [False, True], ids=["a new connection", "after an answer"])
+def test_blank_lines_do_not_restart_an_idle_connection_s_timeout(answered_first: bool) -> None:
+    async def scenario() -> tuple[list[bool], bool]:
+        protocol, socket = connection(ok, keep_alive=0.04)
+        if answered_first:
+            protocol.data_received(REQUEST + b"12345678")
+            await asyncio.sleep(0.005)
+            assert socket.sent.startswith(b"HTTP/1.1 200 ")
+        assert protocol.timeout_keep_alive_task is not None
+        idle_until = protocol.timeout_keep_alive_task.when()
+        unchanged = []
+        for _ in range(3):  # blank lines may come before a request; a trickle of them must not hold it open
+            await asyncio.sleep(0.01)
+            protocol.data_received(b"\r\n")
+            unchanged.append(protocol.timeout_keep_alive_task is not None
+                             and protocol.timeout_keep_alive_task.when() == idle_until)
+        await asyncio.sleep(idle_until - asyncio.get_running_loop().time() + 0.005)
+        return unchanged, socket.closed
+
+    assert run(scenario()) == ([True, True, True], True)
+
+
+def test_blank_lines_before_a_request_are_allowed() -> None:
+    async def scenario() -> Socket:
+        protocol, socket = connection(ok)
+        protocol.data_received(b"\r\n\r\n")
+        protocol.data_received(b"\r\n" + REQUEST + b"12345678")
+        await asyncio.sleep(0.01)
+        return socket
+
+    socket = run(scenario())
+    assert socket.sent.startswith(b"HTTP/1.1 200 ") and not socket.closed
+
+
+LIMIT = BoundedHttpToolsProtocol.max_head_bytes
+
+
+@pytest.mark.parametrize(("trailer", "status"), [
+    (b"X-Checksum: " + b"a" * 1000 + b"\r\n\r\n", b"200"),  # trailers are allowed
+    (b"X-Checksum: " + b"a" * LIMIT + b"\r\n\r\n", b"431"),  # a complete trailer past the limit
+    (b"X-Checksum: " + b"a" * 4 * LIMIT, b"431"),  # one value that does not end: the parser buffers it
+], ids=["allowed", "too large", "endless"])
+def test_a_chunked_body_s_trailers_are_bounded_like_a_head(trailer: bytes, status: bytes) -> None:
+    async def scenario() -> tuple[Socket, int]:
+        protocol, socket = connection(read_all)
+        protocol.data_received(CHUNKED + chunk(10))
+        protocol.data_received(b"0\r\n")  # the last chunk: the trailers follow, then an empty line
+        read = 0
+        while read < len(trailer) and not socket.closed:
+            protocol.data_received(trailer[read:read + 4096])
+            read += 4096
+        await asyncio.sleep(0.01)
+        if socket.closed:
+            protocol.connection_lost(None)  # as the event loop tells a protocol whose transport closed
+            await asyncio.sleep(0.005)  # the app learns of the disconnect and ends
+        return socket, read
+
+    socket, read = run(scenario())
+    assert socket.sent.startswith(b"HTTP/1.1 " + status + b" ")
+    assert read <= LIMIT + RAW_HEAD_SLACK_BYTES + 4096  # refused within a read of the limit

@@ -4,8 +4,11 @@ Connections (uvicorn bounds neither the request head nor the time it takes to ar
 - a request head (request line and headers, and a chunked body's trailers) over MAX_HEADER_BYTES (16384) is
   answered 431 and closed; reads that fall wholly inside one head are also counted raw, so even one endless
   header value (which the parser buffers without a callback) is refused within a read of the limit;
+- a chunked body's trailers are bounded the same way (431): bytes that bring neither body nor a chunk header are
+  counted, so one endless trailer value, which the parser also buffers, is refused too;
 - a head not complete HEADER_TIMEOUT_SECONDS (10) after its first byte is answered 408 and closed;
-- a connection that sends nothing is closed after KEEPALIVE_SECONDS, as an idle keep-alive connection is;
+- a connection that sends nothing is closed after KEEPALIVE_SECONDS, as an idle keep-alive connection is; blank
+  lines (which may come before a request) do not restart that clock;
 - the body's own deadline (BODY_TIMEOUT_SECONDS, 408) and size limit (413) are the app's (main.py);
 - the rest of a body the app refused before it ended (413) is read and dropped, so a client still sending
   sees the answer, but at most DISCARD_BYTES (4 MiB) of it and within BODY_TIMEOUT_SECONDS, or the connection
@@ -79,6 +82,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_bytes = self._raw_head_bytes = 0
         self._messages = 0  # requests begun on this connection
+        self._in_message = self._in_body = False  # a request has begun; its head is complete (it has not ended)
+        self._progressed = False  # the parser has delivered body bytes or a chunk header during this read
+        self._tail_bytes = 0  # bytes since the body last progressed: chunk framing, or a chunked body's trailers
         self._head_timer: asyncio.TimerHandle | None = None
         self._rejected_head = False
         self._dropped = 0  # bytes of an answered request's body read and dropped
@@ -95,13 +101,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_bytes = self._raw_head_bytes = self._dropped = 0
         self._messages += 1
+        self._in_message = True
         self._cancel_head_timer()
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
-        in_head, message = self._head_timer is not None, self._messages
-        super().data_received(data)
-        if in_head and self._head_timer is not None and self._messages == message and not self.transport.is_closing():
+        message, in_head, in_body = self._messages, self._head_timer is not None, self._in_body
+        keep_alive = self.timeout_keep_alive_task
+        idle_until = keep_alive.when() if keep_alive is not None and not self._in_message else None
+        self._progressed = False
+        super().data_received(data)  # uvicorn cancels the keep-alive timer before it parses anything
+        if self._messages != message or self.transport.is_closing():
+            return  # a request began in this read (its own bounds apply from there), or the connection is going
+        if in_head and self._head_timer is not None:
             # The whole read fell inside one head: count it raw too, so that one endless header value (which the
             # parser buffers without a callback) is bounded as well. Raw bytes include the request line and line
             # ends, which the exact count (on_url, on_header) leaves out: hence the slack.
@@ -109,6 +121,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._raw_head_bytes > self.max_head_bytes + RAW_HEAD_SLACK_BYTES:
                 self._rejected_head = True
                 self.send_400_response("")
+        elif in_body and self._in_body:
+            # The whole read fell inside one body. Bytes that brought neither body nor a chunk header are chunk
+            # framing or trailers, which the parser buffers as it does header values: bounded like a head.
+            self._tail_bytes = 0 if self._progressed else self._tail_bytes + len(data)
+            if self._tail_bytes > self.max_head_bytes + RAW_HEAD_SLACK_BYTES:
+                self._refuse(431, f"the request's trailers are larger than {self.max_head_bytes} bytes")
+        elif idle_until is not None and self.timeout_keep_alive_task is None:
+            # Only blank lines, which may precede a request: the connection is as idle as it was, and its idle
+            # timeout still runs from when it became idle, or a trickle of them would hold it open for ever.
+            self.timeout_keep_alive_task = self.loop.call_at(idle_until, self.timeout_keep_alive_handler)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -126,10 +148,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
+        self._in_body, self._tail_bytes = True, 0
         self.scope[REQUESTS_IN_FLIGHT] = self.tasks  # type: ignore[literal-required]  # every connection's tasks
         super().on_headers_complete()
 
+    def on_chunk_header(self) -> None:
+        self._progressed = True
+
     def on_body(self, body: bytes) -> None:
+        self._progressed = True
         if self.cycle is not None and self.cycle.response_complete:
             self._drop(len(body))  # uvicorn would ignore it too, but without a bound
             return
@@ -137,6 +164,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._cancel_drop_timer()
+        self._in_message = self._in_body = False
         self.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
         super().on_message_complete()
         if (self.cycle is not None and self.cycle.response_complete and not self.pipeline
