@@ -26,7 +26,8 @@ class Socket:
         self.closed = False
 
     def write(self, data: bytes) -> None:
-        self.sent += data
+        if not self.closed:  # as a real transport: nothing goes out once it is closing
+            self.sent += data
 
     def close(self) -> None:
         self.closed = True
@@ -276,3 +277,50 @@ def test_a_chunked_body_s_trailers_are_bounded_like_a_head(trailer: bytes, statu
     socket, read = run(scenario())
     assert socket.sent.startswith(b"HTTP/1.1 " + status + b" ")
     assert read <= LIMIT + RAW_HEAD_SLACK_BYTES + 4096  # refused within a read of the limit
+
+
+def statuses(sent: bytes) -> list[bytes]:
+    return [line.split(b" ")[1] for line in sent.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+@pytest.mark.parametrize("trailer", [b"X-A: " + b"a" * 4 * LIMIT, b"X-A: " + b"a" * LIMIT + b"\r\n\r\n"],
+                         ids=["endless", "too large"])
+def test_trailers_too_large_after_the_app_answered_close_the_connection_without_a_second_answer(
+        trailer: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_server import metrics  # noqa: PLC0415
+
+    counted: list[int] = []
+    monkeypatch.setattr(metrics, "protocol_rejection", counted.append)
+
+    async def scenario() -> Socket:
+        protocol, socket = connection(refuse_at_once)
+        protocol.data_received(CHUNKED + chunk(100))
+        await asyncio.sleep(0.01)  # answered 413 with the body still arriving: the rest is dropped
+        protocol.data_received(b"0\r\n")
+        for start in range(0, len(trailer), 4096):
+            if socket.closed:
+                break
+            protocol.data_received(trailer[start:start + 4096])
+        return socket
+
+    socket = run(scenario())
+    assert socket.closed and statuses(socket.sent) == [b"413"] and counted == []
+
+
+def test_a_request_that_follows_a_dropped_body_in_the_same_read_is_not_cut_off_by_the_idle_timeout() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if dict(scope["headers"]).get(b"transfer-encoding"):
+            await refuse_at_once(scope, receive, send)
+        else:
+            await asyncio.sleep(0.06)  # a request that takes longer than the idle timeout
+            await ok(scope, receive, send)
+
+    async def scenario() -> Socket:
+        protocol, socket = connection(app, keep_alive=0.03)
+        protocol.data_received(CHUNKED + chunk(100))
+        await asyncio.sleep(0.005)
+        protocol.data_received(chunk(100) + b"0\r\n\r\n" + REQUEST + b"12345678")  # the next request, same read
+        await asyncio.sleep(0.08)
+        return socket
+
+    assert statuses(run(scenario()).sent) == [b"413", b"200"]

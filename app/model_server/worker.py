@@ -4,8 +4,8 @@ Connections (uvicorn bounds neither the request head nor the time it takes to ar
 - a request head (request line and headers, and a chunked body's trailers) over MAX_HEADER_BYTES (16384) is
   answered 431 and closed; reads that fall wholly inside one head are also counted raw, so even one endless
   header value (which the parser buffers without a callback) is refused within a read of the limit;
-- a chunked body's trailers are bounded the same way (431): bytes that bring neither body nor a chunk header are
-  counted, so one endless trailer value, which the parser also buffers, is refused too;
+- a chunked body's trailers count toward the same limit (431); bytes that bring neither body nor a chunk header
+  are also counted raw, so one endless trailer value, which the parser also buffers, is refused too;
 - a head not complete HEADER_TIMEOUT_SECONDS (10) after its first byte is answered 408 and closed;
 - a connection that sends nothing is closed after KEEPALIVE_SECONDS, as an idle keep-alive connection is; blank
   lines (which may come before a request) do not restart that clock;
@@ -102,6 +102,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = self._raw_head_bytes = self._dropped = 0
         self._messages += 1
         self._in_message = True
+        # Not idle any more: a keep-alive timer still armed (the last read also ended a body answered before it
+        # ended, see on_message_complete) would close the connection under this request.
+        self._unset_keepalive_if_required()
         self._cancel_head_timer()
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
@@ -214,6 +217,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, detail: str) -> None:
         from model_server import metrics  # noqa: PLC0415 - not in the gunicorn master, which loads this class
 
+        if self._in_body and self.cycle is not None and self.cycle.response_complete:
+            # The app answered this request before its body ended (413): no second answer, nor a second count.
+            log.info("closed the connection from %s: the rest of an answered request was refused (%s)",
+                     self.client, detail)
+            self.transport.close()
+            return
         log.info("refused a request from %s with %d: %s", self.client, status, detail)
         metrics.protocol_rejection(status)
         if self.cycle is not None and not self.cycle.response_complete:
