@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import runpy
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -262,6 +261,19 @@ def run_stack_expecting_error(stack: str, overrides: Mapping[str, Any]) -> tuple
     raise AssertionError(f"stack {stack} with {dict(overrides)} did not fail")
 
 
+MAIN_FILE = PROJECT_DIR / "__main__.py"
+
+
+@functools.cache
+def _main_code_of(mtime_ns: int) -> Any:
+    return compile(MAIN_FILE.read_text(), str(MAIN_FILE), "exec")
+
+
+def _main_code() -> Any:
+    """__main__.py compiled once per version of the file (runpy would compile it again on every run)."""
+    return _main_code_of(MAIN_FILE.stat().st_mtime_ns)
+
+
 def _no_stack_trace() -> source_pb2.StackTrace:
     return source_pb2.StackTrace()
 
@@ -273,13 +285,14 @@ def _execute(run: StackRun) -> None:
     pulumi.runtime.set_all_config(run.config)
     ROOT.set(None)
     mocks_ = _Mocks(run)
-    logger = logging.Logger(f"pulumi-{run.stack}")
+    # Only warnings are kept: at WARNING the SDK's debug messages (several per resource) make no log records.
+    logger = logging.Logger(f"pulumi-{run.stack}", logging.WARNING)
     logger.addHandler(_Collect(run.warnings, logging.WARNING))
     mocks.set_mocks(mocks_, project=PROJECT, stack=run.stack, preview=False, monitor=_RecordingMonitor(mocks_),
                     logger=logger)
 
     def program() -> None:
-        runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+        exec(_main_code(), {"__name__": "__main__", "__file__": str(MAIN_FILE)})
 
     _sync_await(run_pulumi_func(program))
     root = get_root_resource()

@@ -39,7 +39,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from policy.rules import BY_NAME, DEFAULT_ENFORCEMENT, PACK_NAME, POLICIES
-from tests.harness import PROJECT, PROJECT_DIR, Registered, StackRun, run_stack
+from tests.harness import PROJECT, PROJECT_DIR, Registered, StackRun
 
 POLICY_DIR = PROJECT_DIR / "policy"
 
@@ -167,23 +167,16 @@ def fake(type_: str, name: str = "unit", props: Mapping[str, Any] | None = None,
 
 # --- the real program --------------------------------------------------------------------------------------
 
-@functools.cache
-def _cached_run(stack: str, overrides: tuple[tuple[str, str], ...]) -> StackRun:
-    return run_stack(stack, {key: json.loads(value) for key, value in overrides})
-
-
 def program(stack: str, **overrides: Any) -> StackRun:
-    """The program's resources for `stack` under mocks, run once per process per distinct config.
+    """The program's resources for `stack` under mocks, run once per session per distinct config.
 
-    Without overrides, the session's shared runs of tests/conftest.py ("dev", "prod", "prod-variant", ...).
-    Returns a copy with its own resource list: add or drop resources freely, change one through `edit`.
+    The session's shared runs of tests/conftest.py ("dev", "prod", "prod-variant", ..., or a stack with
+    overrides, which other tests may ask for too). Returns a copy with its own resource list: add or drop
+    resources freely, change one through `edit`.
     """
-    if not overrides:
-        from tests.conftest import stack_run  # noqa: PLC0415 - the session cache lives with the fixtures
+    from tests.conftest import run_with, stack_run  # noqa: PLC0415 - the session cache lives with the fixtures
 
-        shared = stack_run(stack)
-    else:
-        shared = _cached_run(stack, tuple(sorted((k, json.dumps(v)) for k, v in overrides.items())))
+    shared = run_with(stack, **overrides) if overrides else stack_run(stack)
     return dataclasses.replace(shared, resources=list(shared.resources))
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from infra.settings import SettingsError, parse_settings
 from infra.settings.args import StackArgs, component_args
-from tests.conftest import SPOT
-from tests.harness import PROJECT, PROJECT_DIR, run_stack, run_stack_expecting_error, stack_config
+from tests.conftest import SPOT, run_with, setting
+from tests.harness import PROJECT, PROJECT_DIR, run_stack_expecting_error, stack_config
 
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0b5a1c4e-1111-2222-3333-444455556666"
 
@@ -188,8 +188,8 @@ def test_bad_config_stops_the_program_before_any_resource_is_registered() -> Non
 
 
 def test_a_valid_run_registers_resources_so_the_check_above_can_fail() -> None:
-    run = run_stack("dev", overrides={"capacityTargetPercent": 90})
-    assert len(run.resources) > 30
+    run = run_with("dev", capacityTargetPercent=100)  # dev's own value: the session's dev run
+    assert setting(run, "capacityTargetPercent") == "100" and len(run.resources) > 30
 
 
 def args_of(stack: str, **overrides: Any) -> StackArgs:
