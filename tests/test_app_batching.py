@@ -229,7 +229,7 @@ def test_a_request_alone_in_the_process_is_scored_on_the_spot_without_yielding_t
     async def scenario() -> Any:
         b = batcher(model, max_size=64, max_wait_ms=60_000)
         b.arrive()
-        score = b.score(rows(1), requests_in_flight={"this request"})
+        score = b.score(rows(1), requests_in_flight=1)
         with pytest.raises(StopIteration) as done:  # finished at its first step: no future, no loop iteration
             score.send(None)
         assert b.expected == 0 and not b.pending
@@ -246,7 +246,7 @@ def test_a_request_with_others_in_flight_is_not_alone_even_before_they_have_star
         b = batcher(model, max_size=64, max_wait_ms=60_000)
         b.arrive()
         # The other request's bytes arrived with this one's: in flight at the HTTP layer, not yet in the app.
-        score = b.score(rows(1), requests_in_flight={"this request", "one that has not started"})
+        score = b.score(rows(1), requests_in_flight=2)
         waiting_for = score.send(None)  # it yields to the loop: the other may still join its batch
         assert isinstance(waiting_for, asyncio.Future) and model.calls == []
         await asyncio.sleep(0)  # the batch goes after the requests ready in this loop iteration
@@ -335,3 +335,40 @@ def test_a_request_too_large_to_share_a_batch_never_waits_for_a_partner() -> Non
 
     assert run(scenario()) < 1.0  # not the 2 s maximum wait
     assert model.calls == [40, 40, 40]
+
+
+@pytest.mark.parametrize("with_others", [0, 2], ids=["alone", "with two others"])
+def test_a_request_still_receiving_its_body_holds_no_batch(with_others: int) -> None:
+    """A client trickling its body (up to the body deadline) is neither waited for nor counted as in flight."""
+    app = create_app(lambda: load_model(trained_model_dir()), batch=BatchSettings(max_size=64, max_wait_ms=60_000))
+    body = json.dumps({"instances": [SETOSA]}).encode()
+
+    async def trickle() -> Message:
+        if not trickled.is_set():
+            trickled.set()
+            return {"type": "http.request", "body": body[:5], "more_body": True}
+        await asyncio.Event().wait()  # the rest never comes (until the body deadline)
+        raise AssertionError
+
+    trickled = asyncio.Event()
+
+    async def scenario() -> list[int | None]:
+        async with running(app) as server:
+            in_flight: set[asyncio.Task[Any]] = set()
+
+            def start(receive: Any, extra: dict[str, Any]) -> asyncio.Task[Any]:
+                task = asyncio.create_task(call(server, "POST", "/predict", receive=receive, headers=JSON,
+                                                body=body, scope_extra={REQUESTS_IN_FLIGHT: in_flight, **extra}))
+                in_flight.add(task)
+                return task
+
+            slow = start(trickle, {})
+            await trickled.wait()
+            complete = [start(None, {BODY_COMPLETE: True}) for _ in range(1 + with_others)]
+            try:  # without waiting for the maximum wait (60 s) for the trickling request
+                answers = await asyncio.wait_for(asyncio.gather(*complete), 5)
+            finally:
+                slow.cancel()
+            return [status for status, _, _ in answers]
+
+    assert run(scenario()) == [200] * (1 + with_others)

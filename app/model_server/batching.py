@@ -17,7 +17,9 @@ answered individually.
   under sustained load the clients answered by one batch send their next requests while it is being answered,
   so a batch smaller than lately waits (at most BATCH_MAX_WAIT_MS) for those, rather than splitting the clients
   into cohorts that each pay for a model call; when the load falls, so does the number it waits for. (Only
-  requests that submitted rows count: one refused or abandoned before that counts for nothing.)
+  requests that submitted rows count: one refused or abandoned before that counts for nothing. Nor is a request
+  whose body is still arriving waited for, nor counted as in flight: a client trickling its body could otherwise
+  hold every batch for the maximum wait.)
 - What a full batch leaves over goes next, at once: those requests came together with it.
 - While the model is busy on its thread, arriving requests queue and go together as the next batch.
 Errors stay with their request: a batch whose call raises is scored again one request at a time, and a row the
@@ -31,7 +33,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,18 +178,22 @@ class Batcher:
         self.expected -= 1
         self._schedule()
 
-    async def score(self, rows: Any, requests_in_flight: Sized | None = None) -> Any:
-        """The class probabilities of `rows` (this request's), scored alone or with others. `requests_in_flight`,
-        when the HTTP server provides it, holds every request this process has begun, including those whose bytes
-        arrived with this one's but whose handling has not started yet: if there is no other, nobody can join."""
-        if (requests_in_flight is not None and len(requests_in_flight) <= 1 and self.expected <= 1
+    async def score(self, rows: Any, requests_in_flight: int | None = None, arrived: bool = True) -> Any:
+        """The class probabilities of `rows` (this request's), scored alone or with others.
+
+        `requests_in_flight`, when the HTTP server can tell, counts the requests of this process that could submit
+        rows soon, this one included: those whose bytes arrived with this one's but whose handling has not started
+        count, those still receiving a body do not. If there is no other, nobody can join. `arrived`: this
+        request was counted by `arrive()` (a request whose body came later was not: nobody waited for it)."""
+        others_expected = self.expected - arrived
+        if (requests_in_flight is not None and requests_in_flight <= 1 and others_expected <= 0
                 and not self.pending and not self.busy and self.runner.inline(len(rows))):
-            self.expected -= 1
+            self.expected = others_expected
             return await self.runner.probabilities(rows)  # inline: finishes without yielding to the loop
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append(_Pending(rows, future))
         self.pending_rows += len(rows)
-        self.expected -= 1
+        self.expected = others_expected
         self._schedule()
         return await future
 

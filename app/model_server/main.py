@@ -476,15 +476,23 @@ class ModelServer:
             except ValueError as error:
                 raise _refused_by_model(error) from None
         else:
-            batcher.arrive()
+            in_flight = scope.get(REQUESTS_IN_FLIGHT)
+            # A batch may wait for this request only if its body is here: one still arriving (it may trickle, up
+            # to the body deadline) would hold every batch for the maximum wait.
+            coming = in_flight is None or BODY_COMPLETE in scope
+            if coming:
+                batcher.arrive()
             try:
                 rows = self._rows(await self._read_body(scope, receive, declared, model, expects), model)
             except BaseException:
-                batcher.leave()  # it will not submit: a batch must not wait for it
+                if coming:
+                    batcher.leave()  # it will not submit: a batch must not wait for it
                 raise
             started = time.perf_counter()
+            # In flight and able to join a batch soon: not the requests still receiving their bodies.
+            joinable = None if in_flight is None else len(in_flight) - len(self._reading)
             try:
-                probabilities = await batcher.score(rows, scope.get(REQUESTS_IN_FLIGHT))
+                probabilities = await batcher.score(rows, joinable, arrived=coming)
             except ValueError as error:
                 raise _refused_by_model(error) from None
         self.emf.latency_ms((time.perf_counter() - started) * 1000)
