@@ -324,3 +324,29 @@ def test_a_request_that_follows_a_dropped_body_in_the_same_read_is_not_cut_off_b
         return socket
 
     assert statuses(run(scenario()).sent) == [b"413", b"200"]
+
+
+OVERSIZED_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * LIMIT + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(("ahead", "refused", "status"), [
+    (1, OVERSIZED_HEAD, b"431"),
+    (2, OVERSIZED_HEAD, b"431"),
+    (1, b"GET /health HTTP/1.1\r\nHo", b"408"),  # a head that stops: its timeout passes while the first is answered
+    (1, b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n", b"400"),
+], ids=["431", "431 behind two", "408", "400"])
+def test_a_refused_pipelined_request_is_answered_after_the_requests_ahead_of_it(
+        ahead: int, refused: bytes, status: bytes) -> None:
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.03)
+        await ok(scope, receive, send)
+
+    async def scenario() -> Socket:
+        protocol, socket = connection(slow)
+        protocol.head_timeout = 0.01
+        protocol.data_received((REQUEST + b"12345678") * ahead + refused)
+        await asyncio.sleep(0.03 * ahead + 0.03)
+        return socket
+
+    socket = run(scenario())
+    assert statuses(socket.sent) == [b"200"] * ahead + [status] and socket.closed

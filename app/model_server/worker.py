@@ -10,6 +10,7 @@ Connections (uvicorn bounds neither the request head nor the time it takes to ar
 - a connection that sends nothing is closed after KEEPALIVE_SECONDS, as an idle keep-alive connection is; blank
   lines (which may come before a request) do not restart that clock;
 - the body's own deadline (BODY_TIMEOUT_SECONDS, 408) and size limit (413) are the app's (main.py);
+- a refused request that was pipelined behind others gets its answer after theirs, then the connection closes;
 - the rest of a body the app refused before it ended (413) is read and dropped, so a client still sending
   sees the answer, but at most DISCARD_BYTES (4 MiB) of it and within BODY_TIMEOUT_SECONDS, or the connection
   closes.
@@ -85,6 +86,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_message = self._in_body = False  # a request has begun; its head is complete (it has not ended)
         self._progressed = False  # the parser has delivered body bytes or a chunk header during this read
         self._tail_bytes = 0  # bytes since the body last progressed: chunk framing, or a chunked body's trailers
+        self._refusal: bytes | None = None  # the answer refusing a pipelined request, sent after those ahead of it
         self._head_timer: asyncio.TimerHandle | None = None
         self._rejected_head = False
         self._dropped = 0  # bytes of an answered request's body read and dropped
@@ -109,6 +111,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # the connection ends once the requests ahead of the refused one are answered
         message, in_head, in_body = self._messages, self._head_timer is not None, self._in_body
         keep_alive = self.timeout_keep_alive_task
         idle_until = keep_alive.when() if keep_alive is not None and not self._in_message else None
@@ -223,15 +227,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                      self.client, detail)
             self.transport.close()
             return
+        if self._refusal is not None:
+            return  # already refused: the connection ends with that answer
         log.info("refused a request from %s with %d: %s", self.client, status, detail)
         metrics.protocol_rejection(status)
-        if self.cycle is not None and not self.cycle.response_complete:
-            # The app may be handling this request already (the head was complete): it must not count it again.
-            self.cycle.scope[ANSWERED] = status  # type: ignore[literal-required]
         body = json.dumps({"detail": detail}).encode()
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n%s" % (status, REASONS[status], len(body), body))
+        answer = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                  b"connection: close\r\n\r\n%s" % (status, REASONS[status], len(body), body))
+        if self.cycle is not None and not self.cycle.response_complete:
+            if self._in_body:
+                # The app may be handling this request already (the head was complete): it must not count it again.
+                self.cycle.scope[ANSWERED] = status  # type: ignore[literal-required]
+            else:
+                # A later request's head, pipelined behind requests still being answered: answers go in order, so
+                # this one waits for theirs (on_response_complete); nothing more is read meanwhile.
+                self._refusal = answer
+                self._cancel_head_timer()
+                self.transport.pause_reading()
+                return
+        self.transport.write(answer)
         self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if (self._refusal is not None and not self.transport.is_closing()
+                and (self.cycle is None or self.cycle.response_complete)):
+            self.transport.write(self._refusal)  # every request ahead of the refused one has its answer
+            self.transport.close()
 
 
 class DrainingServer(Server):
