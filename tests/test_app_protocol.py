@@ -128,13 +128,13 @@ def test_the_rest_of_a_refused_body_is_dropped_up_to_its_bound_so_the_client_see
 
 def test_the_rest_of_a_refused_body_must_come_within_the_body_deadline() -> None:
     async def scenario() -> Socket:
-        protocol, socket = connection(refuse_at_once, drop_timeout=0.03)
+        protocol, socket = connection(refuse_at_once, drop_timeout=0.025)
         protocol.data_received(CHUNKED + chunk(100))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.002)
         protocol.data_received(chunk(100))  # a trickle after the answer
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.003)
         assert not socket.closed
-        await asyncio.sleep(0.04)
+        await asyncio.sleep(0.025)
         return socket
 
     assert run(scenario()).closed
@@ -142,13 +142,13 @@ def test_the_rest_of_a_refused_body_must_come_within_the_body_deadline() -> None
 
 def test_a_connection_idle_after_dropping_a_refused_body_closes_after_the_keep_alive_timeout() -> None:
     async def scenario() -> list[bool]:
-        protocol, socket = connection(refuse_at_once, keep_alive=0.03)
+        protocol, socket = connection(refuse_at_once, keep_alive=0.025)
         protocol.data_received(CHUNKED + chunk(100))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.002)
         protocol.data_received(chunk(100) + b"0\r\n\r\n")  # the rest, dropped; then nothing more
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.003)
         open_while_fresh = not socket.closed
-        await asyncio.sleep(0.04)
+        await asyncio.sleep(0.025)
         return [open_while_fresh, socket.closed]
 
     assert run(scenario()) == [True, True]
@@ -223,17 +223,17 @@ def test_blank_lines_do_not_restart_an_idle_connection_s_timeout(answered_first:
         protocol, socket = connection(ok, keep_alive=0.04)
         if answered_first:
             protocol.data_received(REQUEST + b"12345678")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.002)
             assert socket.sent.startswith(b"HTTP/1.1 200 ")
         assert protocol.timeout_keep_alive_task is not None
         idle_until = protocol.timeout_keep_alive_task.when()
         unchanged = []
         for _ in range(3):  # blank lines may come before a request; a trickle of them must not hold it open
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.003)
             protocol.data_received(b"\r\n")
             unchanged.append(protocol.timeout_keep_alive_task is not None
                              and protocol.timeout_keep_alive_task.when() == idle_until)
-        await asyncio.sleep(idle_until - asyncio.get_running_loop().time() + 0.005)
+        await asyncio.sleep(idle_until - asyncio.get_running_loop().time() + 0.003)
         return unchanged, socket.closed
 
     assert run(scenario()) == ([True, True, True], True)
@@ -312,15 +312,15 @@ def test_a_request_that_follows_a_dropped_body_in_the_same_read_is_not_cut_off_b
         if dict(scope["headers"]).get(b"transfer-encoding"):
             await refuse_at_once(scope, receive, send)
         else:
-            await asyncio.sleep(0.06)  # a request that takes longer than the idle timeout
+            await asyncio.sleep(0.02)  # a request that takes longer than the idle timeout
             await ok(scope, receive, send)
 
     async def scenario() -> Socket:
-        protocol, socket = connection(app, keep_alive=0.03)
+        protocol, socket = connection(app, keep_alive=0.01)
         protocol.data_received(CHUNKED + chunk(100))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.002)
         protocol.data_received(chunk(100) + b"0\r\n\r\n" + REQUEST + b"12345678")  # the next request, same read
-        await asyncio.sleep(0.08)
+        await asyncio.sleep(0.05)
         return socket
 
     assert statuses(run(scenario()).sent) == [b"413", b"200"]
@@ -338,14 +338,14 @@ OVERSIZED_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * LIMIT + 
 def test_a_refused_pipelined_request_is_answered_after_the_requests_ahead_of_it(
         ahead: int, refused: bytes, status: bytes) -> None:
     async def slow(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.01)
         await ok(scope, receive, send)
 
     async def scenario() -> Socket:
         protocol, socket = connection(slow)
-        protocol.head_timeout = 0.01
+        protocol.head_timeout = 0.003
         protocol.data_received((REQUEST + b"12345678") * ahead + refused)
-        await asyncio.sleep(0.03 * ahead + 0.03)
+        await asyncio.sleep(0.01 * ahead + 0.03)
         return socket
 
     socket = run(scenario())
