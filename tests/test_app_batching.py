@@ -372,3 +372,34 @@ def test_a_request_still_receiving_its_body_holds_no_batch(with_others: int) -> 
             return [status for status, _, _ in answers]
 
     assert run(scenario()) == [200] * (1 + with_others)
+
+
+@pytest.mark.parametrize(("cost_ms", "batched"), [(0.01, False), (50.0, False), (0.01, True), (50.0, True)],
+                         ids=["on the loop", "on the model thread", "a batch on the loop", "a batch on the thread"])
+def test_the_model_skips_scikit_learns_finiteness_check_only_for_rows_the_server_checked(
+        cost_ms: float, batched: bool) -> None:
+    import sklearn  # noqa: PLC0415
+
+    class Checking(Recorder):
+        def probabilities(self, rows: Any) -> Any:
+            assumed.append(sklearn.get_config()["assume_finite"])
+            return super().probabilities(rows)
+
+    async def scenario() -> None:
+        if not batched:
+            await runner.probabilities(rows(1))
+            return
+        b = Batcher(runner, BatchSettings(max_size=64, max_wait_ms=1))
+        for _ in range(2):
+            b.arrive()
+        await asyncio.gather(b.score(rows(1)), b.score(rows(2)))
+
+    assumed: list[bool] = []
+    model = Checking(cost_ms=cost_ms)
+    runner = Runner(model, inline_max_ms=2.0)  # type: ignore[arg-type]
+    try:
+        run(scenario())
+    finally:
+        runner.close()
+    assert assumed == [True] and model.calls == [3 if batched else 1]
+    assert sklearn.get_config()["assume_finite"] is False  # for that call only

@@ -101,12 +101,21 @@ class Runner:
             self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         return self._thread
 
+    def call(self, rows: Any) -> Any:
+        """The model on rows the server has checked (every value finite and within the model's limits), so
+        scikit-learn's own finiteness check is skipped (`assume_finite`, for this call only): about a twentieth of
+        a one-row call."""
+        import sklearn  # noqa: PLC0415 - loaded with the model; keeps `import model_server` light
+
+        with sklearn.config_context(assume_finite=True):
+            return self.model.probabilities(rows)
+
     async def probabilities(self, rows: Any) -> Any:
         """One request's rows, scored alone (batching off)."""
         self.observe_batch(len(rows))
         if self.inline(len(rows)):
-            return self.model.probabilities(rows)
-        return await asyncio.get_running_loop().run_in_executor(self.thread(), self.model.probabilities, rows)
+            return self.call(rows)
+        return await asyncio.get_running_loop().run_in_executor(self.thread(), self.call, rows)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -234,7 +243,7 @@ class Batcher:
         if not batch:
             return
         if self.runner.inline(size):
-            self._resolve(batch, *score_isolated(self.runner.model.probabilities, [item.rows for item in batch]))
+            self._resolve(batch, *score_isolated(self.runner.call, [item.rows for item in batch]))
             self._schedule()
             return
         self.busy = True
@@ -245,7 +254,7 @@ class Batcher:
     async def _on_thread(self, batch: list[_Pending]) -> None:
         try:
             outcomes, calls = await asyncio.get_running_loop().run_in_executor(
-                self.runner.thread(), score_isolated, self.runner.model.probabilities, [item.rows for item in batch])
+                self.runner.thread(), score_isolated, self.runner.call, [item.rows for item in batch])
             self._resolve(batch, outcomes, calls)
         except BaseException as error:  # the thread pool is shutting down: fail the batch, not the server
             self._resolve(batch, [(None, error)] * len(batch), [])
