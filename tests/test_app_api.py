@@ -80,11 +80,11 @@ def test_a_request_that_arrives_while_the_model_loads_waits_for_it(model_dir: Pa
         return load_model(model_dir)
 
     with TestClient(create_app(slow_loader, predict_wait_seconds=HEALTH_WAIT_SECONDS)) as client:
-        threading.Timer(0.1, release.set).start()
+        threading.Timer(0.03, release.set).start()
         started = time.monotonic()
         status, body = predict(client, {"instances": [SETOSA]})
         assert status == 200 and body["predictions"][0]["label"] == "setosa"
-        assert time.monotonic() - started >= 0.08
+        assert time.monotonic() - started >= 0.025
 
 
 def test_health_answers_for_every_worker_of_the_server(model_dir: Path, tmp_path: Path) -> None:

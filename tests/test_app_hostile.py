@@ -209,10 +209,10 @@ def test_a_body_that_arrives_too_slowly_is_408_and_closes_the_connection() -> No
         return {"type": "http.request", "body": b"{", "more_body": True}
 
     async def scenario() -> None:
-        async with running(app(body_timeout_seconds=0.1)) as server:
+        async with running(app(body_timeout_seconds=0.04)) as server:
             status, headers, body = await call(server, "POST", "/predict", trickle, JSON)
             assert (status, headers["connection"]) == (408, "close")
-            assert body["detail"] == "the body did not arrive within 0.1 s"
+            assert body["detail"] == "the body did not arrive within 0.04 s"
 
     run(scenario())
 

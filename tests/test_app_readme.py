@@ -52,6 +52,7 @@ def test_every_documented_command_runs_from_the_venv_the_install_creates() -> No
     assert set(readme_server_commands()) <= set(commands)
 
 
+@pytest.mark.integration  # subprocesses: run by .ci/run (pytest -m integration)
 def test_each_documented_python_command_runs_as_written(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
     serve = readme_server_commands()[1]

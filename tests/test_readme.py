@@ -314,6 +314,7 @@ def test_every_cloud_free_readme_command_runs_as_written() -> None:
     assert unchecked == [], "give each new README command a check in CLOUD_FREE (or list it in NEEDS_AWS)"
 
 
+@pytest.mark.integration  # a documented command, run as a script (it imports the project afresh): .ci/run runs it
 def test_the_tables_tool_runs_as_a_script_from_anywhere(monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """`venv/bin/python tools/readme_tables.py`: Python puts tools/, not the project, on the path."""
