@@ -25,6 +25,8 @@ SETOSA = [5.1, 3.5, 1.4, 0.2]
 class Recorder:
     """A stand-in model: probabilities of 1/3 each; records each call."""
 
+    feature_limits: tuple[float, ...] | None = (10.0,) * 4
+
     def __init__(self, cost_ms: float = 0.01):
         self.calls: list[int] = []
         self.threads: list[str] = []
@@ -374,13 +376,16 @@ def test_a_request_still_receiving_its_body_holds_no_batch(with_others: int) -> 
     assert run(scenario()) == [200] * (1 + with_others)
 
 
+@pytest.mark.parametrize("limits", [(10.0,) * 4, None], ids=["derived limits", "no derived limits"])
 @pytest.mark.parametrize(("cost_ms", "batched"), [(0.01, False), (50.0, False), (0.01, True), (50.0, True)],
                          ids=["on the loop", "on the model thread", "a batch on the loop", "a batch on the thread"])
-def test_the_model_skips_scikit_learns_finiteness_check_only_for_rows_the_server_checked(
-        cost_ms: float, batched: bool) -> None:
+def test_scikit_learns_finiteness_checks_are_skipped_only_within_limits_derived_from_the_model(
+        cost_ms: float, batched: bool, limits: tuple[float, ...] | None) -> None:
     import sklearn  # noqa: PLC0415
 
     class Checking(Recorder):
+        feature_limits = limits
+
         def probabilities(self, rows: Any) -> Any:
             assumed.append(sklearn.get_config()["assume_finite"])
             return super().probabilities(rows)
@@ -401,5 +406,26 @@ def test_the_model_skips_scikit_learns_finiteness_check_only_for_rows_the_server
         run(scenario())
     finally:
         runner.close()
-    assert assumed == [True] and model.calls == [3 if batched else 1]
+    assert assumed == [limits is not None] and model.calls == [3 if batched else 1]
     assert sklearn.get_config()["assume_finite"] is False  # for that call only
+
+
+@pytest.mark.parametrize("max_size", [1, 64], ids=["batching off", "batching on"])
+def test_a_value_a_model_without_derived_limits_cannot_take_is_422_not_a_prediction(max_size: int) -> None:
+    """A forest casts its input to float32: 1e300 is finite for the server, infinite for the model."""
+    from sklearn.datasets import load_iris  # noqa: PLC0415
+    from sklearn.ensemble import RandomForestClassifier  # noqa: PLC0415
+
+    data = load_iris()
+    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(data.data, data.target)
+    info = load_model(trained_model_dir()).info
+    app = create_app(lambda: LoadedModel(forest, info), batch=BatchSettings(max_size=max_size))
+
+    async def scenario() -> list[int | None]:
+        async with running(app) as server:
+            assert server.state.model is not None and server.state.model.feature_limits is None
+            return [(await call(server, "POST", "/predict", headers=JSON,
+                                body=json.dumps({"instances": [row]}).encode()))[0]
+                    for row in ([1e300, 3.0, 1.4, 0.2], SETOSA)]
+
+    assert run(scenario()) == [422, 200]

@@ -334,10 +334,16 @@ OVERSIZED_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * LIMIT + 
     (2, OVERSIZED_HEAD, b"431"),
     (1, b"GET /health HTTP/1.1\r\nHo", b"408"),  # a head that stops: its timeout passes while the first is answered
     (1, b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n", b"400"),
-], ids=["431", "431 behind two", "408", "400"])
+    # Refused once its head is complete, while it waits its turn: it never starts.
+    (1, b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", b"400"),
+    (1, CHUNKED + b"zz\r\n", b"400"),
+], ids=["431", "431 behind two", "408", "400", "400 for its transfer encoding", "400 for its chunk size"])
 def test_a_refused_pipelined_request_is_answered_after_the_requests_ahead_of_it(
         ahead: int, refused: bytes, status: bytes) -> None:
+    started: list[str] = []
+
     async def slow(scope: Any, receive: Any, send: Any) -> None:
+        started.append(scope["path"])
         await asyncio.sleep(0.01)
         await ok(scope, receive, send)
 
@@ -350,3 +356,27 @@ def test_a_refused_pipelined_request_is_answered_after_the_requests_ahead_of_it(
 
     socket = run(scenario())
     assert statuses(socket.sent) == [b"200"] * ahead + [status] and socket.closed
+    assert started == ["/predict"] * ahead
+
+
+def test_a_refusal_that_never_goes_out_is_not_counted() -> None:
+    """The request ahead of a refused one closes the connection (here the server is stopping): no refusal."""
+    from model_server import metrics  # noqa: PLC0415
+
+    def refused() -> float:
+        return float(metrics.REQUESTS.labels("unknown", metrics.OTHER_ROUTE, "400")._value.get())
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.01)
+        await ok(scope, receive, send)
+
+    async def scenario() -> Socket:
+        protocol, socket = connection(slow)
+        protocol.data_received(REQUEST + b"12345678" + b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n")
+        protocol.shutdown()
+        await asyncio.sleep(0.03)
+        return socket
+
+    before = refused()
+    socket = run(scenario())
+    assert statuses(socket.sent) == [b"200"] and socket.closed and refused() == before

@@ -102,9 +102,12 @@ class Runner:
         return self._thread
 
     def call(self, rows: Any) -> Any:
-        """The model on rows the server has checked (every value finite and within the model's limits), so
-        scikit-learn's own finiteness check is skipped (`assume_finite`, for this call only): about a twentieth of
-        a one-row call."""
+        """The model on rows the server has checked. Within the limits derived from the model no step can overflow,
+        so scikit-learn's own finiteness checks are skipped (`assume_finite`, for this call only): about a
+        twentieth of a one-row call. A model without derived limits keeps them: they refuse what overflows
+        inside it (a float32 cast, a scaler), which the server then answers 422."""
+        if self.model.feature_limits is None:
+            return self.model.probabilities(rows)
         import sklearn  # noqa: PLC0415 - loaded with the model; keeps `import model_server` light
 
         with sklearn.config_context(assume_finite=True):

@@ -86,7 +86,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_message = self._in_body = False  # a request has begun; its head is complete (it has not ended)
         self._progressed = False  # the parser has delivered body bytes or a chunk header during this read
         self._tail_bytes = 0  # bytes since the body last progressed: chunk framing, or a chunked body's trailers
-        self._refusal: bytes | None = None  # the answer refusing a pipelined request, sent after those ahead of it
+        # The status and answer refusing a pipelined request, sent after the requests ahead of it.
+        self._refusal: tuple[int, bytes] | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._rejected_head = False
         self._dropped = 0  # bytes of an answered request's body read and dropped
@@ -219,8 +220,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _refuse(self, status: int, detail: str) -> None:
-        from model_server import metrics  # noqa: PLC0415 - not in the gunicorn master, which loads this class
-
         if self._in_body and self.cycle is not None and self.cycle.response_complete:
             # The app answered this request before its body ended (413): no second answer, nor a second count.
             log.info("closed the connection from %s: the rest of an answered request was refused (%s)",
@@ -230,30 +229,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             return  # already refused: the connection ends with that answer
         log.info("refused a request from %s with %d: %s", self.client, status, detail)
-        metrics.protocol_rejection(status)
         body = json.dumps({"detail": detail}).encode()
         answer = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                   b"connection: close\r\n\r\n%s" % (status, REASONS[status], len(body), body))
-        if self.cycle is not None and not self.cycle.response_complete:
-            if self._in_body:
-                # The app may be handling this request already (the head was complete): it must not count it again.
-                self.cycle.scope[ANSWERED] = status  # type: ignore[literal-required]
-            else:
-                # A later request's head, pipelined behind requests still being answered: answers go in order, so
-                # this one waits for theirs (on_response_complete); nothing more is read meanwhile.
-                self._refusal = answer
-                self._cancel_head_timer()
-                self.transport.pause_reading()
-                return
+        cycle = self.cycle  # this request's once its head is complete, else the one before it
+        queued = [entry for entry in self.pipeline if entry[0] is cycle] if self._in_body else []
+        if cycle is not None and not cycle.response_complete and (queued or not self._in_body):
+            # Pipelined behind requests still being answered (its head, or its head complete and queued, not
+            # started): answers go in order, so this one waits for theirs (on_response_complete). A queued
+            # request never starts; nothing more is read meanwhile.
+            for entry in queued:
+                self.pipeline.remove(entry)
+            self._refusal = (status, answer)
+            self._cancel_head_timer()
+            self.transport.pause_reading()
+            return
+        if cycle is not None and not cycle.response_complete:
+            # The app is handling this request already (its head was complete): it must not count it again.
+            cycle.scope[ANSWERED] = status  # type: ignore[literal-required]
+        self._send_refusal(status, answer)
+
+    def _send_refusal(self, status: int, answer: bytes) -> None:
+        from model_server import metrics  # noqa: PLC0415 - not in the gunicorn master, which loads this class
+
+        metrics.protocol_rejection(status)  # counted once it goes out
         self.transport.write(answer)
         self.transport.close()
 
     def on_response_complete(self) -> None:
+        last = not self.pipeline  # no request queued behind this one: after it, only the refusal is left
         super().on_response_complete()
-        if (self._refusal is not None and not self.transport.is_closing()
-                and (self.cycle is None or self.cycle.response_complete)):
-            self.transport.write(self._refusal)  # every request ahead of the refused one has its answer
-            self.transport.close()
+        if self._refusal is not None and last and not self.transport.is_closing():
+            self._send_refusal(*self._refusal)  # every request ahead of the refused one has its answer
 
 
 class DrainingServer(Server):
