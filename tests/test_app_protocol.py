@@ -12,10 +12,11 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from model_server.scope import BODY_COMPLETE, DISCARD_BYTES, REQUESTS_IN_FLIGHT
-from model_server.worker import RAW_HEAD_SLACK_BYTES, BoundedHttpToolsProtocol, ModelServerWorker
+from model_server.worker import MAX_PIPELINED, RAW_HEAD_SLACK_BYTES, BoundedHttpToolsProtocol, ModelServerWorker
 from tests.app_support import run
 
 REQUEST = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n"
+REQUEST_WITHOUT_BODY = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 class Socket:
@@ -380,3 +381,19 @@ def test_a_refusal_that_never_goes_out_is_not_counted() -> None:
     before = refused()
     socket = run(scenario())
     assert statuses(socket.sent) == [b"200"] and socket.closed and refused() == before
+
+
+@pytest.mark.parametrize(("sent", "answered"), [(MAX_PIPELINED + 1, MAX_PIPELINED + 1), (500, MAX_PIPELINED + 1)],
+                         ids=["as many as may queue", "more"])
+def test_pipelined_requests_queue_up_to_a_bound_then_the_connection_closes(sent: int, answered: int) -> None:
+    async def scenario() -> tuple[Socket, int]:
+        protocol, socket = connection(ok)
+        protocol.data_received(REQUEST_WITHOUT_BODY * sent)  # one read: the first is answered, the rest queue
+        queued = len(protocol.pipeline)
+        await asyncio.sleep(0.02)
+        return socket, queued
+
+    socket, queued = run(scenario())
+    assert queued <= MAX_PIPELINED
+    assert statuses(socket.sent) == [b"200"] * answered
+    assert socket.closed is (sent > answered)  # the rest unread and unanswered: the client retries them

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from model_server import worker
 from model_server.main import ERRORS, create_app, largest_valid_body
 from model_server.model import load_model
+from model_server.scope import DISCARD_BYTES
 from tests.app_support import (
     APP_README,
     call,
@@ -81,6 +83,16 @@ def test_the_documented_error_answers_are_the_ones_the_server_sends() -> None:
 
 def test_the_documented_default_body_limit_is_the_one_the_server_derives() -> None:
     assert f"{largest_valid_body(4):,} bytes" in APP_README.read_text()
+
+
+@pytest.mark.parametrize(("documented", "value"), [
+    ("`MAX_HEADER_BYTES` ({})", worker.DEFAULT_MAX_HEADER_BYTES),
+    ("`HEADER_TIMEOUT_SECONDS` ({:g})", worker.DEFAULT_HEADER_TIMEOUT_SECONDS),
+    ("at most {} pipelined requests wait", worker.MAX_PIPELINED),
+    ("dropped so that the client sees the answer, up to {} MiB", DISCARD_BYTES // 2**20),
+])
+def test_the_documented_connection_bounds_are_the_servers(documented: str, value: float) -> None:
+    assert documented.format(value) in " ".join(APP_README.read_text().split())
 
 
 @pytest.mark.parametrize(("status", "content_type", "body"), [

@@ -11,6 +11,8 @@ Connections (uvicorn bounds neither the request head nor the time it takes to ar
   lines (which may come before a request) do not restart that clock;
 - the body's own deadline (BODY_TIMEOUT_SECONDS, 408) and size limit (413) are the app's (main.py);
 - a refused request that was pipelined behind others gets its answer after theirs, then the connection closes;
+- at most MAX_PIPELINED (32) requests may wait behind the one being answered: once they are answered the
+  connection closes, unanswered requests after them unread (a client that pipelines must retry those);
 - the rest of a body the app refused before it ended (413) is read and dropped, so a client still sending
   sees the answer, but at most DISCARD_BYTES (4 MiB) of it and within BODY_TIMEOUT_SECONDS, or the connection
   closes.
@@ -53,6 +55,9 @@ DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
 DEFAULT_DRAIN_SECONDS = 5.0
 RAW_HEAD_SLACK_BYTES = 1024  # room for the request line's method, version and line ends in a raw count
+# Requests a connection may queue behind the one being answered. Each costs a few KiB until its turn, and one read
+# of tiny pipelined requests would otherwise queue thousands (about 8,000 and 19 MiB per 256 KiB read).
+MAX_PIPELINED = 32
 
 log = logging.getLogger("model_server")
 
@@ -68,6 +73,10 @@ def _seconds(name: str, default: float) -> float:
 
 
 class _HeadTooLargeError(Exception):
+    pass
+
+
+class _TooManyPipelinedError(Exception):
     pass
 
 
@@ -87,9 +96,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._progressed = False  # the parser has delivered body bytes or a chunk header during this read
         self._tail_bytes = 0  # bytes since the body last progressed: chunk framing, or a chunked body's trailers
         # The status and answer refusing a pipelined request, sent after the requests ahead of it.
-        self._refusal: tuple[int, bytes] | None = None
+        self._refusal: tuple[int | None, bytes] | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._rejected_head = False
+        self._too_deep = False  # a request began with MAX_PIPELINED requests queued already
         self._dropped = 0  # bytes of an answered request's body read and dropped
         self._drop_timer: asyncio.TimerHandle | None = None
         # Until it sends something, a new connection is as idle as a kept-alive one: the same timeout applies.
@@ -101,6 +111,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
+        if len(self.pipeline) >= MAX_PIPELINED:
+            self._too_deep = True
+            raise _TooManyPipelinedError  # httptools stops parsing; uvicorn then calls send_400_response
         super().on_message_begin()
         self._head_bytes = self._raw_head_bytes = self._dropped = 0
         self._messages += 1
@@ -204,7 +217,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._drop_timer = None
 
     def send_400_response(self, msg: str) -> None:
-        if self._rejected_head:
+        if self._too_deep:
+            self._refuse(None, f"more than {MAX_PIPELINED} requests pipelined")
+        elif self._rejected_head:
             self._refuse(431, f"the request head is larger than {self.max_head_bytes} bytes")
         else:
             self._refuse(400, msg)
@@ -219,7 +234,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()  # type: ignore[union-attr]
             self._head_timer = None
 
-    def _refuse(self, status: int, detail: str) -> None:
+    def _refuse(self, status: int | None, detail: str) -> None:
+        """Answer `status` with `detail` and close, after any requests ahead of this one; None: close, no answer."""
         if self._in_body and self.cycle is not None and self.cycle.response_complete:
             # The app answered this request before its body ended (413): no second answer, nor a second count.
             log.info("closed the connection from %s: the rest of an answered request was refused (%s)",
@@ -228,10 +244,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._refusal is not None:
             return  # already refused: the connection ends with that answer
-        log.info("refused a request from %s with %d: %s", self.client, status, detail)
+        log.info("refused a request from %s with %s: %s", self.client, status or "a closed connection", detail)
         body = json.dumps({"detail": detail}).encode()
-        answer = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                  b"connection: close\r\n\r\n%s" % (status, REASONS[status], len(body), body))
+        answer = b"" if status is None else (
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, REASONS[status], len(body), body))
         cycle = self.cycle  # this request's once its head is complete, else the one before it
         queued = [entry for entry in self.pipeline if entry[0] is cycle] if self._in_body else []
         if cycle is not None and not cycle.response_complete and (queued or not self._in_body):
@@ -244,16 +261,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._cancel_head_timer()
             self.transport.pause_reading()
             return
-        if cycle is not None and not cycle.response_complete:
+        if cycle is not None and not cycle.response_complete and status is not None:
             # The app is handling this request already (its head was complete): it must not count it again.
             cycle.scope[ANSWERED] = status  # type: ignore[literal-required]
         self._send_refusal(status, answer)
 
-    def _send_refusal(self, status: int, answer: bytes) -> None:
+    def _send_refusal(self, status: int | None, answer: bytes) -> None:
         from model_server import metrics  # noqa: PLC0415 - not in the gunicorn master, which loads this class
 
-        metrics.protocol_rejection(status)  # counted once it goes out
-        self.transport.write(answer)
+        if status is not None:
+            metrics.protocol_rejection(status)  # counted once it goes out
+            self.transport.write(answer)
         self.transport.close()
 
     def on_response_complete(self) -> None:
