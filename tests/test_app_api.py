@@ -309,20 +309,23 @@ def test_latencies_counted_between_publications_land_in_the_histogram_as_observe
     assert delta('http_request_duration_seconds_sum{method="PUT",route="/metrics"}') == pytest.approx(99.0311)
 
 
+def published(method: str) -> float:
+    """http_requests_total for `method` /metrics answered 405, as /metrics renders it (publishing first)."""
+    from model_server import metrics  # noqa: PLC0415
+
+    count = f'http_requests_total{{method="{method}",route="/metrics",status="405"}}'
+    text = metrics.render()[0].decode()
+    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(count)), 0.0)
+
+
 def test_a_worker_that_answers_faster_than_it_publishes_keeps_its_unpublished_requests_bounded() -> None:
     from model_server import metrics  # noqa: PLC0415
 
-    count = 'http_requests_total{method="PATCH",route="/metrics",status="405"}'
-
-    def published() -> float:
-        text = metrics.render()[0].decode()
-        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(count)), 0.0)
-
-    before = published()
+    before = published("PATCH")
     for _ in range(metrics.MAX_UNPUBLISHED + 1):
         metrics.observe("PATCH", "/metrics", 405, 0.001)
     assert len(metrics._answered) < metrics.MAX_UNPUBLISHED
-    assert published() - before == metrics.MAX_UNPUBLISHED + 1
+    assert published("PATCH") - before == metrics.MAX_UNPUBLISHED + 1
 
 
 def test_requests_are_published_exactly_once_while_another_thread_publishes() -> None:
@@ -331,13 +334,7 @@ def test_requests_are_published_exactly_once_while_another_thread_publishes() ->
 
     from model_server import metrics  # noqa: PLC0415
 
-    count = 'http_requests_total{method="DELETE",route="/metrics",status="405"}'
-
-    def published() -> float:
-        text = metrics.render()[0].decode()
-        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(count)), 0.0)
-
-    before = published()
+    before = published("DELETE")
     stop = threading.Event()
 
     def publish_until_stopped() -> None:
@@ -355,4 +352,4 @@ def test_requests_are_published_exactly_once_while_another_thread_publishes() ->
         stop.set()
         other.join()
         sys.setswitchinterval(interval)
-    assert published() - before == 30_000
+    assert published("DELETE") - before == 30_000

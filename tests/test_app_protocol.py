@@ -66,6 +66,12 @@ async def ok(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+async def slow_ok(scope: Any, receive: Any, send: Any) -> None:
+    """`ok` after 10 ms: time for the requests behind it to queue."""
+    await asyncio.sleep(0.01)
+    await ok(scope, receive, send)
+
+
 def test_the_app_learns_how_many_requests_are_in_flight_and_whether_the_body_has_arrived() -> None:
     seen: list[tuple[int, bool]] = []
 
@@ -345,8 +351,7 @@ def test_a_refused_pipelined_request_is_answered_after_the_requests_ahead_of_it(
 
     async def slow(scope: Any, receive: Any, send: Any) -> None:
         started.append(scope["path"])
-        await asyncio.sleep(0.01)
-        await ok(scope, receive, send)
+        await slow_ok(scope, receive, send)
 
     async def scenario() -> Socket:
         protocol, socket = connection(slow)
@@ -367,12 +372,8 @@ def test_a_refusal_that_never_goes_out_is_not_counted() -> None:
     def refused() -> float:
         return float(metrics.REQUESTS.labels("unknown", metrics.OTHER_ROUTE, "400")._value.get())
 
-    async def slow(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.sleep(0.01)
-        await ok(scope, receive, send)
-
     async def scenario() -> Socket:
-        protocol, socket = connection(slow)
+        protocol, socket = connection(slow_ok)
         protocol.data_received(REQUEST + b"12345678" + b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n")
         protocol.shutdown()
         await asyncio.sleep(0.03)
